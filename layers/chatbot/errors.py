@@ -1,0 +1,134 @@
+"""One hierarchy of errors named after conditions, and the one table mapping them to HTTP and SSE."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class ChatbotError(Exception):
+    """Base of every condition the API reports. `code` is the wire name, `status` the HTTP status."""
+
+    code: ClassVar[str] = "internal_error"
+    status: ClassVar[int] = 500
+    default_message: ClassVar[str] = "Something went wrong on our side."
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or self.default_message
+        super().__init__(self.message)
+
+    def body(self) -> dict[str, Any]:
+        """The JSON error body (`{"error", "message", ...}`) or SSE `error` data (`code` instead of `error`)."""
+        return {"error": self.code, "message": self.message}
+
+    def headers(self) -> dict[str, str]:
+        """Extra HTTP headers for this error."""
+        return {}
+
+
+class InvalidRequest(ChatbotError):
+    code = "invalid_request"
+    status = 400
+    default_message = "The request is not valid."
+
+
+class Unauthorized(ChatbotError):
+    code = "unauthorized"
+    status = 401
+    default_message = "A valid bearer token is required."
+
+
+class Forbidden(ChatbotError):
+    code = "forbidden"
+    status = 403
+    default_message = "You are not allowed to use the assistant here."
+
+
+class ConcurrentRequest(ChatbotError):
+    code = "concurrent_request"
+    status = 409
+    default_message = "You already have a request in progress; wait for it to finish or cancel it."
+
+
+class PayloadTooLarge(ChatbotError):
+    code = "payload_too_large"
+    status = 413
+    default_message = "The request body is larger than 64 KiB."
+
+
+class LimitExceeded(ChatbotError):
+    code = "limit_exceeded"
+    status = 429
+
+    def __init__(self, tier: str, limit: int, used: int, resets_at: str, retry_after: int) -> None:
+        self.tier, self.limit, self.used = tier, limit, used
+        self.resets_at, self.retry_after = resets_at, retry_after
+        super().__init__(f"The daily {tier} token limit ({limit:,}) is reached; it resets at {resets_at}.")
+
+    def body(self) -> dict[str, Any]:
+        return {
+            **super().body(),
+            "tier": self.tier,
+            "limit": self.limit,
+            "used": self.used,
+            "resets_at": self.resets_at,
+        }
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class ChatbotDisabled(ChatbotError):
+    code = "chatbot_disabled"
+    status = 503
+    default_message = "The assistant is turned off: no Anthropic API key is configured."
+
+
+class Unavailable(ChatbotError):
+    code = "unavailable"
+    status = 503
+    default_message = "A backing service is unreachable; please try again shortly."
+
+
+# The codes below only occur inside a stream (as `error` events); their status is what they would be
+# were they reported before the stream started.
+class UpstreamError(ChatbotError):
+    code = "upstream_error"
+    status = 502
+    default_message = "The model service returned an error."
+
+
+class UpstreamOverloaded(ChatbotError):
+    code = "upstream_overloaded"
+    status = 503
+    default_message = "The model service is overloaded; please try again shortly."
+
+
+class Timeout(ChatbotError):
+    code = "timeout"
+    status = 504
+    default_message = "The request took too long and was stopped."
+
+
+class InternalError(ChatbotError):
+    code = "internal_error"
+    status = 500
+
+
+ERRORS: dict[str, type[ChatbotError]] = {
+    cls.code: cls
+    for cls in (
+        InvalidRequest,
+        Unauthorized,
+        Forbidden,
+        ConcurrentRequest,
+        PayloadTooLarge,
+        LimitExceeded,
+        ChatbotDisabled,
+        Unavailable,
+        UpstreamError,
+        UpstreamOverloaded,
+        Timeout,
+        InternalError,
+    )
+}
+"""The table of every wire code and its condition (and so its HTTP status)."""

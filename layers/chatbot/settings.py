@@ -1,0 +1,74 @@
+"""The one typed view of the environment, read once at start-up."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every variable DESIGN.md names, with its default. Secrets are `SecretStr` so they never print."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    anthropic_api_key: SecretStr | None = None
+    anthropic_base_url: str | None = None
+
+    chatbot_model: str = "claude-haiku-4-5"
+    chatbot_max_tokens: int = Field(4096, ge=1, le=64000)
+    chatbot_max_iterations: int = Field(10, ge=1, le=50)
+
+    chatbot_daily_token_limit_user: int = Field(50_000, ge=0)
+    chatbot_daily_token_limit_organization: int = Field(1_000_000, ge=0)
+    chatbot_daily_token_limit_global: int = Field(1_000_000, ge=0)
+
+    chatbot_lock_ttl_seconds: float = Field(300, gt=0)
+    chatbot_request_timeout_seconds: float = Field(240, gt=0)
+    # Not in DESIGN.md's table: tuning knobs with safe defaults, overridable for tests.
+    chatbot_tool_timeout_seconds: float = Field(20, gt=0)
+    chatbot_tool_result_max_chars: int = Field(20_000, ge=100)
+    chatbot_keepalive_seconds: float = Field(15, gt=0)
+
+    redis_url: SecretStr | None = None
+
+    chatbot_usage_table: str = "ChatbotUsage"
+    app_table: str = "AppData"
+    aws_endpoint_url_dynamodb: str | None = None
+    aws_region: str = Field("us-east-1", validation_alias="AWS_REGION")
+
+    auth_jwt_secret: SecretStr | None = None
+    auth_jwks_url: str | None = None
+    auth_issuer: str | None = None
+    auth_audience: str | None = None
+
+    cors_allow_origins: str = ""
+
+    port: int = 3000
+    # Local mode: tables are created and seeded, development tokens are minted, the demo page is served.
+    chatbot_local: bool = False
+
+    @field_validator("anthropic_api_key", "redis_url", "auth_jwt_secret", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # An empty line in a .env (`ANTHROPIC_API_KEY=`) means "not configured", not "the empty key".
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the chatbot can talk to Claude at all."""
+        return self.anthropic_api_key is not None
+
+    @cached_property
+    def cors_origins(self) -> list[str]:
+        """`CORS_ALLOW_ORIGINS` as a list (comma separated)."""
+        return [origin.strip() for origin in self.cors_allow_origins.split(",") if origin.strip()]
+
+    def daily_limits(self) -> dict[str, int]:
+        """The three tiers' daily token limits, keyed by tier name."""
+        return {
+            "user": self.chatbot_daily_token_limit_user,
+            "organization": self.chatbot_daily_token_limit_organization,
+            "global": self.chatbot_daily_token_limit_global,
+        }
