@@ -1,0 +1,64 @@
+"""Structured logs and metrics (Powertools), with per-request keys that never include secrets."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+
+SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "chatbot")
+NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Chatbot")
+
+logger = Logger(service=SERVICE)
+
+
+@contextmanager
+def log_context(**keys: Any) -> Iterator[None]:
+    """Add keys (request id, user and organization ids) to every log line of this task, then remove them.
+
+    Powertools keeps context keys in a ContextVar, so concurrent requests on one event loop never see
+    each other's keys.
+    """
+    logger.thread_safe_append_keys(**keys)
+    try:
+        yield
+    finally:
+        logger.thread_safe_remove_keys(list(keys))
+
+
+class RequestMetrics:
+    """Metrics of one request, emitted together (CloudWatch EMF on stdout) when its stream ends.
+
+    One `EphemeralMetrics` per request: the shared `Metrics` singleton would mix concurrent requests'
+    values and dimensions.
+    """
+
+    def __init__(self) -> None:
+        self._metrics = EphemeralMetrics(namespace=NAMESPACE, service=SERVICE)
+        self._flushed = False
+
+    def count(self, name: str, value: float = 1) -> None:
+        """Add to a count metric."""
+        self._metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+    def milliseconds(self, name: str, value: float) -> None:
+        """Record a duration in milliseconds."""
+        self._metrics.add_metric(name=name, unit=MetricUnit.Milliseconds, value=value)
+
+    @classmethod
+    def refusal(cls, code: str) -> None:
+        """Emit one refusal (a request answered with an error before any stream), counted by its code."""
+        metrics = cls()
+        metrics.count(f"Refused_{code}")
+        metrics.flush()
+
+    def flush(self) -> None:
+        """Emit what was recorded, once."""
+        if self._flushed:
+            return
+        self._flushed = True
+        self._metrics.flush_metrics(raise_on_empty_metrics=False)

@@ -1,0 +1,164 @@
+"""Token verification: what is accepted, and every way a token is refused with 401."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
+
+import jwt
+import pytest
+from chatbot.auth import Identity, TokenVerifier, bearer_token
+from chatbot.errors import Unauthorized
+from chatbot.settings import Settings
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+SECRET = "s3cret-for-tests-only-0123456789abcdef"
+
+
+def hs256(claims: dict[str, Any], secret: str = SECRET) -> str:
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def valid_claims(**overrides: Any) -> dict[str, Any]:
+    return {"sub": "user_alice", "org_id": "org_acme", "exp": int(time.time()) + 600, **overrides}
+
+
+@pytest.fixture
+def verifier() -> TokenVerifier:
+    return TokenVerifier(Settings(auth_jwt_secret=SECRET))
+
+
+async def test_valid_hs256_token_gives_user_and_organization(verifier: TokenVerifier) -> None:
+    assert await verifier.verify(hs256(valid_claims())) == Identity("user_alice", "org_acme")
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        pytest.param(hs256(valid_claims(exp=int(time.time()) - 120)), id="expired"),
+        pytest.param(hs256(valid_claims(nbf=int(time.time()) + 600)), id="not-yet-valid"),
+        pytest.param(hs256(valid_claims(), secret="another-secret-another-secret-00"), id="bad-signature"),
+        pytest.param(hs256({"sub": "user_alice", "org_id": "org_acme"}), id="no-exp"),
+        pytest.param(hs256(valid_claims(org_id=None)), id="no-org"),
+        pytest.param(hs256(valid_claims(sub="")), id="empty-sub"),
+        pytest.param(hs256(valid_claims(org_id=["org_acme"])), id="org-not-a-string"),
+        pytest.param("not.a.jwt", id="garbage"),
+        pytest.param(jwt.encode(valid_claims(), None, algorithm="none"), id="alg-none"),
+    ],
+)
+async def test_bad_tokens_are_unauthorized(verifier: TokenVerifier, token: str) -> None:
+    with pytest.raises(Unauthorized):
+        await verifier.verify(token)
+
+
+@pytest.mark.parametrize(
+    "header", [None, "", "Bearer", "Bearer   ", "Basic abc", "Token abc", "Bearer " + "a" * 9000]
+)
+def test_malformed_authorization_headers_are_unauthorized(header: str | None) -> None:
+    with pytest.raises(Unauthorized):
+        bearer_token(header)
+
+
+def test_bearer_scheme_is_case_insensitive() -> None:
+    assert bearer_token("bearer abc.def.ghi") == "abc.def.ghi"
+
+
+async def test_without_any_verification_configured_every_token_is_refused() -> None:
+    verifier = TokenVerifier(Settings())
+    assert not verifier.configured
+    with pytest.raises(Unauthorized):
+        await verifier.verify(hs256(valid_claims()))
+
+
+# --- JWKS (production) -------------------------------------------------------------------------------
+
+KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+OTHER_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+PUBLIC_PEM = KEY.public_key().public_bytes(
+    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+)
+ISSUER, AUDIENCE = "https://auth.example.test", "chatbot"
+
+
+def _jwk(kid: str) -> dict[str, Any]:
+    jwk: dict[str, Any] = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(KEY.public_key()))
+    return {**jwk, "kid": kid, "use": "sig", "alg": "RS256"}
+
+
+@pytest.fixture(scope="module")
+def jwks_url() -> Iterator[str]:
+    body = json.dumps({"keys": [_jwk("key-1")]}).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/.well-known/jwks.json"
+    server.shutdown()
+
+
+@pytest.fixture
+def jwks_verifier(jwks_url: str) -> TokenVerifier:
+    return TokenVerifier(Settings(auth_jwks_url=jwks_url, auth_issuer=ISSUER, auth_audience=AUDIENCE))
+
+
+def rs256(claims: dict[str, Any], key: Any = KEY, kid: str = "key-1") -> str:
+    return jwt.encode(claims, key, algorithm="RS256", headers={"kid": kid})
+
+
+def jwks_claims(**overrides: Any) -> dict[str, Any]:
+    return valid_claims(**{"iss": ISSUER, "aud": AUDIENCE, **overrides})
+
+
+async def test_jwks_token_with_right_issuer_and_audience_is_accepted(jwks_verifier: TokenVerifier) -> None:
+    assert await jwks_verifier.verify(rs256(jwks_claims())) == Identity("user_alice", "org_acme")
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        pytest.param(rs256(jwks_claims(iss="https://evil.test")), id="wrong-issuer"),
+        pytest.param(rs256(jwks_claims(aud="someone-else")), id="wrong-audience"),
+        pytest.param(rs256(valid_claims(iss=ISSUER)), id="no-audience"),
+        pytest.param(rs256(jwks_claims(), kid="unknown-kid"), id="unknown-kid"),
+        pytest.param(rs256(jwks_claims(), key=OTHER_KEY), id="signed-by-another-key"),
+        pytest.param(rs256(jwks_claims(exp=int(time.time()) - 120)), id="expired"),
+        pytest.param(
+            jwt.encode(jwks_claims(), None, algorithm="none", headers={"kid": "key-1"}), id="alg-none"
+        ),
+    ],
+)
+async def test_bad_jwks_tokens_are_unauthorized(jwks_verifier: TokenVerifier, token: str) -> None:
+    with pytest.raises(Unauthorized):
+        await jwks_verifier.verify(token)
+
+
+async def test_hs256_signed_with_the_jwks_public_key_is_refused(jwks_verifier: TokenVerifier) -> None:
+    """Algorithm confusion: the public key used as an HMAC secret must not verify."""
+    header = {"alg": "HS256", "typ": "JWT", "kid": "key-1"}
+    segments = [
+        jwt.utils.base64url_encode(json.dumps(header).encode()),
+        jwt.utils.base64url_encode(json.dumps(jwks_claims()).encode()),
+    ]
+    import hashlib
+    import hmac
+
+    signing_input = b".".join(segments)
+    signature = hmac.new(PUBLIC_PEM, signing_input, hashlib.sha256).digest()
+    forged = (signing_input + b"." + jwt.utils.base64url_encode(signature)).decode()
+    with pytest.raises(Unauthorized):
+        await jwks_verifier.verify(forged)
