@@ -104,7 +104,7 @@ class TokenVerifier:
             audience=self._audience,
             issuer=self._issuer,
             leeway=LEEWAY_SECONDS,
-            options=options,
+            options=options,  # type: ignore[arg-type]  # PyJWT's Options TypedDict
         )
         return claims
 
