@@ -1,0 +1,586 @@
+"""The daily token quotas: reservations, settles, refusals, concurrency and failures, against moto."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import anyio
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError, ReadTimeoutError
+from chatbot.errors import LimitExceeded, Unavailable
+from chatbot.quota import (
+    MIN_USEFUL_OUTPUT,
+    QuotaLedger,
+    Reservation,
+    Usage,
+    estimate_input_tokens,
+    resets_at,
+    seconds_until_reset,
+)
+from moto import mock_aws
+
+TABLE = "ChatbotUsage"
+NOON = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+LIMITS = {"user": 50_000, "organization": 1_000_000, "global": 1_000_000}
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class SerializedClient:
+    """Makes each DynamoDB call atomic, as DynamoDB is and moto is not.
+
+    moto applies a transaction by copying the whole table and restoring that copy on a cancelled
+    transaction, which would wipe writes made meanwhile by other threads. Serializing single calls keeps
+    DynamoDB's per-call atomicity while leaving every interleaving *between* calls (reserve, read,
+    retry, settle) to the concurrency under test.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._lock = threading.Lock()
+        self.writes = 0
+
+    def transact_write_items(self, **kwargs: Any) -> Any:
+        with self._lock:
+            self.writes += 1
+            return self._client.transact_write_items(**kwargs)
+
+    def batch_get_item(self, **kwargs: Any) -> Any:
+        with self._lock:
+            return self._client.batch_get_item(**kwargs)
+
+
+class WatchedClient(SerializedClient):
+    """Also records the highest `tokens` any item held right after any write."""
+
+    def __init__(self, client: Any) -> None:
+        super().__init__(client)
+        self.peaks: dict[str, int] = {}
+
+    def transact_write_items(self, **kwargs: Any) -> Any:
+        with self._lock:
+            self.writes += 1
+            result = self._client.transact_write_items(**kwargs)
+            for item in self._client.scan(TableName=TABLE)["Items"]:
+                pk, tokens = item["pk"]["S"], int(item.get("tokens", {}).get("N", "0"))
+                self.peaks[pk] = max(self.peaks.get(pk, 0), tokens)
+            return result
+
+
+class FlakyClient(SerializedClient):
+    """Fails the first `failures` transactions with `error` (then behaves), recording each call's token."""
+
+    def __init__(self, client: Any, error: Exception, failures: int) -> None:
+        super().__init__(client)
+        self.error, self.failures = error, failures
+        self.tokens: list[str] = []
+
+    def transact_write_items(self, **kwargs: Any) -> Any:
+        self.tokens.append(kwargs["ClientRequestToken"])
+        if self.failures > 0:
+            self.failures -= 1
+            raise self.error
+        return super().transact_write_items(**kwargs)
+
+
+def client_error(code: str, message: str = "", **extra: Any) -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": message}, **extra}, "TransactWriteItems")
+
+
+def transaction_conflict() -> ClientError:
+    reasons = [{"Code": "TransactionConflict"}, {"Code": "None"}, {"Code": "None"}]
+    return client_error(
+        "TransactionCanceledException",
+        "Transaction cancelled, please refer cancellation reasons for specific reasons "
+        "[TransactionConflict, None, None]",
+        CancellationReasons=reasons,
+    )
+
+
+@pytest.fixture
+def dynamodb() -> Iterator[Any]:
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(
+            TableName=TABLE,
+            KeySchema=[
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        yield client
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(NOON)
+
+
+def ledger(client: Any, clock: Clock, **limits: int) -> QuotaLedger:
+    return QuotaLedger(client, TABLE, {**LIMITS, **limits}, clock=clock)
+
+
+def item(client: Any, pk: str, day: str = "2025-06-01") -> dict[str, int | str]:
+    found = client.get_item(TableName=TABLE, Key={"pk": {"S": pk}, "sk": {"S": day}}, ConsistentRead=True)
+    return {name: (int(v["N"]) if "N" in v else v["S"]) for name, v in found.get("Item", {}).items()}
+
+
+def tokens(client: Any, pk: str, day: str = "2025-06-01") -> int:
+    value = item(client, pk, day).get("tokens", 0)
+    assert isinstance(value, int)
+    return value
+
+
+def ids() -> tuple[str, str]:
+    return f"u-{uuid.uuid4().hex[:8]}", f"o-{uuid.uuid4().hex[:8]}"
+
+
+# ------------------------------------------------------------------------- arithmetic
+
+
+async def test_reserve_holds_estimate_plus_max_tokens_on_all_three_tiers_and_counts_a_request(
+    dynamodb: Any, clock: Clock
+) -> None:
+    user, org = ids()
+    quotas = ledger(dynamodb, clock)
+    reservation = await quotas.reserve(user, org, estimated_input=1200, max_tokens=4096, first=True)
+
+    assert reservation == Reservation(user, org, "2025-06-01", 1200 + 4096, 4096)
+    for pk in (f"user#{user}", f"org#{org}", "global"):
+        stored = item(dynamodb, pk)
+        assert stored["tokens"] == 5296
+        assert stored["requests"] == 1
+        assert stored["expires_at"] == int(datetime(2025, 6, 8, tzinfo=UTC).timestamp())
+        assert stored["updated_at"] == NOON.isoformat()
+
+
+async def test_settle_replaces_the_reservation_by_the_actual_counts(dynamodb: Any, clock: Clock) -> None:
+    user, org = ids()
+    quotas = ledger(dynamodb, clock)
+    reservation = await quotas.reserve(user, org, estimated_input=3000, max_tokens=4096, first=True)
+    usage = Usage(
+        input_tokens=900, output_tokens=300, cache_creation_input_tokens=1500, cache_read_input_tokens=200
+    )
+
+    await quotas.settle(reservation, usage)
+
+    assert usage.counted == 2900
+    for pk in (f"user#{user}", f"org#{org}", "global"):
+        stored = item(dynamodb, pk)
+        assert stored["tokens"] == 2900
+        assert stored["input_tokens"] == 900
+        assert stored["output_tokens"] == 300
+        assert stored["cache_creation_input_tokens"] == 1500
+        assert stored["cache_read_input_tokens"] == 200
+        assert stored["requests"] == 1
+
+
+async def test_a_multi_call_request_writes_once_per_call_and_stores_the_sum_of_its_usages(
+    dynamodb: Any, clock: Clock
+) -> None:
+    user, org = ids()
+    client = SerializedClient(dynamodb)
+    quotas = ledger(client, clock)
+    usages = [Usage(1000, 120, 0, 0), Usage(300, 80, 0, 1000), Usage(450, 500, 20, 1000)]
+
+    previous: tuple[Reservation, Usage] | None = None
+    for index, usage in enumerate(usages):
+        reservation = await quotas.reserve(
+            user, org, estimated_input=2500, max_tokens=4096, first=index == 0, settle=previous
+        )
+        previous = (reservation, usage)
+    assert previous is not None
+    await quotas.settle(*previous)
+
+    assert client.writes == len(usages) + 1
+    for pk in (f"user#{user}", f"org#{org}", "global"):
+        stored = item(dynamodb, pk)
+        assert stored["tokens"] == sum(u.counted for u in usages)
+        assert stored["input_tokens"] == 1750
+        assert stored["output_tokens"] == 700
+        assert stored["cache_creation_input_tokens"] == 20
+        assert stored["cache_read_input_tokens"] == 2000
+        assert stored["requests"] == 1
+
+
+async def test_usage_above_its_reservation_is_recorded_anyway_with_a_warning(
+    dynamodb: Any, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    user, org = ids()
+    quotas = ledger(dynamodb, clock)
+    reservation = await quotas.reserve(user, org, estimated_input=100, max_tokens=300, first=True)
+
+    with caplog.at_level(logging.WARNING, logger="chatbot.quota"):
+        await quotas.settle(reservation, Usage(input_tokens=700, output_tokens=300))
+
+    assert tokens(dynamodb, f"user#{user}") == 1000
+    assert any("exceeds the reservation" in r.getMessage() for r in caplog.records)
+
+
+# ------------------------------------------------------------------------- limits
+
+
+async def test_request_is_refused_when_the_user_tier_is_spent_naming_tier_limit_and_used(
+    dynamodb: Any, clock: Clock
+) -> None:
+    user, org = ids()
+    quotas = ledger(dynamodb, clock, user=5000)
+    reservation = await quotas.reserve(user, org, estimated_input=1000, max_tokens=4096, first=True)
+    await quotas.settle(reservation, Usage(input_tokens=800, output_tokens=4000))
+
+    with pytest.raises(LimitExceeded) as refused:
+        await quotas.reserve(user, org, estimated_input=1000, max_tokens=4096, first=True)
+
+    error = refused.value
+    assert (error.tier, error.limit, error.used) == ("user", 5000, 4800)
+    assert error.resets_at == "2025-06-02T00:00:00Z"
+    assert error.retry_after == 12 * 3600
+    assert error.headers() == {"Retry-After": str(12 * 3600)}
+    assert item(dynamodb, f"user#{user}")["requests"] == 1
+
+
+async def test_organization_tier_refuses_a_fresh_user_once_colleagues_spent_it(
+    dynamodb: Any, clock: Clock
+) -> None:
+    _, org = ids()
+    quotas = ledger(dynamodb, clock, organization=10_000)
+    for colleague in ("a", "b"):
+        colleague_id = f"{colleague}-{org}"
+        reservation = await quotas.reserve(
+            colleague_id, org, estimated_input=500, max_tokens=4000, first=True
+        )
+        await quotas.settle(reservation, Usage(input_tokens=500, output_tokens=4400))
+
+    with pytest.raises(LimitExceeded) as refused:
+        await quotas.reserve("newcomer" + org, org, estimated_input=500, max_tokens=4000, first=True)
+
+    assert (refused.value.tier, refused.value.limit, refused.value.used) == ("organization", 10_000, 9800)
+    assert tokens(dynamodb, f"user#newcomer{org}") == 0
+
+
+async def test_max_tokens_is_lowered_to_what_is_left_near_the_limit(dynamodb: Any, clock: Clock) -> None:
+    user, org = ids()
+    quotas = ledger(dynamodb, clock, user=10_000)
+    spent = await quotas.reserve(user, org, estimated_input=1000, max_tokens=4096, first=True)
+    await quotas.settle(spent, Usage(input_tokens=1000, output_tokens=6000))
+
+    reservation = await quotas.reserve(user, org, estimated_input=1000, max_tokens=4096, first=True)
+
+    assert reservation.max_tokens == 10_000 - 7000 - 1000
+    assert reservation.amount == 3000
+    assert tokens(dynamodb, f"user#{user}") == 10_000
+
+
+async def test_a_call_needing_more_than_a_whole_days_limit_is_lowered_not_refused(
+    dynamodb: Any, clock: Clock
+) -> None:
+    user, org = ids()
+    reservation = await ledger(dynamodb, clock, user=3000).reserve(
+        user, org, estimated_input=1000, max_tokens=4096, first=True
+    )
+
+    assert reservation.max_tokens == 2000
+    assert tokens(dynamodb, f"user#{user}") == 3000
+
+
+async def test_too_little_room_for_a_useful_answer_is_refused(dynamodb: Any, clock: Clock) -> None:
+    user, org = ids()
+    quotas = ledger(dynamodb, clock, user=2000)
+    spent = await quotas.reserve(user, org, estimated_input=100, max_tokens=1000, first=True)
+    await quotas.settle(spent, Usage(input_tokens=100, output_tokens=1000 + 100 - MIN_USEFUL_OUTPUT))
+
+    with pytest.raises(LimitExceeded):
+        await quotas.reserve(user, org, estimated_input=801, max_tokens=4096, first=False)
+    lowered = await quotas.reserve(user, org, estimated_input=800, max_tokens=4096, first=False)
+    assert lowered.max_tokens == MIN_USEFUL_OUTPUT
+
+
+async def test_a_refused_call_still_records_the_previous_calls_usage(dynamodb: Any, clock: Clock) -> None:
+    user, org = ids()
+    quotas = ledger(dynamodb, clock, user=6000)
+    first = await quotas.reserve(user, org, estimated_input=1000, max_tokens=4000, first=True)
+
+    with pytest.raises(LimitExceeded) as refused:
+        await quotas.reserve(
+            user, org, estimated_input=2000, max_tokens=4000, first=False, settle=(first, Usage(1000, 3000))
+        )
+
+    assert refused.value.used == 4000
+    stored = item(dynamodb, f"user#{user}")
+    assert (stored["tokens"], stored["input_tokens"], stored["output_tokens"]) == (4000, 1000, 3000)
+
+
+async def test_a_new_utc_day_is_a_fresh_quota_and_a_call_across_midnight_settles_on_its_own_day(
+    dynamodb: Any,
+) -> None:
+    user, org = ids()
+    clock = Clock(datetime(2025, 6, 1, 23, 59, 50, tzinfo=UTC))
+    quotas = ledger(dynamodb, clock, user=5000)
+    before = await quotas.reserve(user, org, estimated_input=500, max_tokens=4500, first=True)
+    with pytest.raises(LimitExceeded) as refused:
+        await quotas.reserve(user, org, estimated_input=500, max_tokens=4500, first=False)
+    assert refused.value.retry_after == 10
+
+    clock.now += timedelta(seconds=15)
+    after = await quotas.reserve(
+        user, org, estimated_input=500, max_tokens=4500, first=False, settle=(before, Usage(400, 100))
+    )
+
+    assert after.day == "2025-06-02" and after.max_tokens == 4500
+    assert tokens(dynamodb, f"user#{user}", "2025-06-01") == 500
+    assert tokens(dynamodb, f"user#{user}", "2025-06-02") == 5000
+    report = await quotas.report(user, org)
+    assert report["date"] == "2025-06-02" and report["resets_at"] == "2025-06-03T00:00:00Z"
+
+
+# ------------------------------------------------------------------------- concurrency and crashes
+
+
+async def test_dozens_of_concurrent_requests_in_one_organization_never_push_a_tier_over_and_totals_match(
+    dynamodb: Any, clock: Clock
+) -> None:
+    _, org = ids()
+    client = WatchedClient(dynamodb)
+    limits = {"user": 20_000, "organization": 100_000, "global": 150_000}
+    quotas = QuotaLedger(client, TABLE, limits, clock=clock)
+    rng = random.Random(7)
+    recorded: list[Usage] = []
+    refusals: list[LimitExceeded] = []
+
+    async def request(user: str) -> None:
+        previous: tuple[Reservation, Usage] | None = None
+        try:
+            for call in range(3):
+                reservation = await quotas.reserve(
+                    user, org, estimated_input=800, max_tokens=1500, first=call == 0, settle=previous
+                )
+                if previous is not None:
+                    recorded.append(previous[1])
+                await asyncio.sleep(0)
+                output = rng.randint(0, reservation.max_tokens)
+                previous = (reservation, Usage(input_tokens=rng.randint(200, 800), output_tokens=output))
+            assert previous is not None
+            await quotas.settle(*previous)
+            recorded.append(previous[1])
+        except LimitExceeded as error:
+            refusals.append(error)
+            if previous is not None:  # the refusal recorded the pending settle
+                recorded.append(previous[1])
+
+    users = [f"user-{i}-{org}" for i in range(40)]
+    await asyncio.gather(*(request(user) for user in users))
+
+    assert refusals and all(r.tier == "organization" for r in refusals)
+    assert len(recorded) > 40
+    total = sum(u.counted for u in recorded)
+    assert tokens(dynamodb, f"org#{org}") == total
+    assert tokens(dynamodb, "global") == total
+    assert sum(tokens(dynamodb, f"user#{user}") for user in users) == total
+    assert client.peaks[f"org#{org}"] <= limits["organization"]
+    assert client.peaks["global"] <= limits["global"]
+    user_peaks = [peak for pk, peak in client.peaks.items() if pk.startswith("user#")]
+    assert user_peaks and max(user_peaks) <= limits["user"]
+    # The organization was really contended: it came close to its limit at some moment.
+    assert client.peaks[f"org#{org}"] > limits["organization"] - 2300
+
+
+async def test_a_crash_between_reserve_and_settle_over_counts_and_never_under_counts(
+    dynamodb: Any, clock: Clock
+) -> None:
+    user, org = ids()
+    quotas = ledger(dynamodb, clock)
+    crashed = await quotas.reserve(user, org, estimated_input=1000, max_tokens=2000, first=True)
+    # The process dies here: the call used some tokens, its settle never runs.
+    actual_use_of_the_lost_call = Usage(input_tokens=900, output_tokens=1200)
+
+    restarted = ledger(dynamodb, clock)
+    later = await restarted.reserve(user, org, estimated_input=500, max_tokens=1000, first=True)
+    await restarted.settle(later, Usage(400, 200))
+
+    assert tokens(dynamodb, f"user#{user}") == crashed.amount + 600
+    assert tokens(dynamodb, f"user#{user}") > actual_use_of_the_lost_call.counted + 600
+
+
+# ------------------------------------------------------------------------- failures
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        client_error("ProvisionedThroughputExceededException", "slow down"),
+        client_error("ThrottlingException", "slow down"),
+        transaction_conflict(),
+    ],
+    ids=["provisioned-throughput", "throttling", "transaction-conflict"],
+)
+async def test_throttling_and_transaction_conflicts_are_retried(
+    dynamodb: Any, clock: Clock, error: ClientError
+) -> None:
+    user, org = ids()
+    client = FlakyClient(dynamodb, error, failures=3)
+    quotas = ledger(client, clock)
+
+    reservation = await quotas.reserve(user, org, estimated_input=100, max_tokens=1000, first=True)
+    client.failures = 2
+    await quotas.settle(reservation, Usage(100, 50))
+
+    assert tokens(dynamodb, f"user#{user}") == 150
+    assert item(dynamodb, "global")["requests"] == 1
+    assert len(client.tokens) == 3 + 1 + 2 + 1
+
+
+async def test_a_persistently_failing_settle_raises_unavailable_loudly_and_keeps_the_reservation(
+    dynamodb: Any, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    user, org = ids()
+    client = FlakyClient(dynamodb, client_error("ThrottlingException", "slow down"), failures=0)
+    quotas = ledger(client, clock)
+    reservation = await quotas.reserve(user, org, estimated_input=100, max_tokens=1000, first=True)
+    client.failures = 1000
+
+    with caplog.at_level(logging.ERROR, logger="chatbot.quota"), pytest.raises(Unavailable):
+        await quotas.settle(reservation, Usage(100, 50))
+
+    assert any("SETTLE LOST" in r.getMessage() and f"user#{user}" in r.getMessage() for r in caplog.records)
+    assert tokens(dynamodb, f"user#{user}") == reservation.amount
+
+
+async def test_a_write_of_unknown_outcome_is_retried_with_the_same_idempotency_token(
+    dynamodb: Any, clock: Clock
+) -> None:
+    user, org = ids()
+    client = FlakyClient(dynamodb, ReadTimeoutError(endpoint_url="http://dynamodb"), failures=2)
+    quotas = ledger(client, clock)
+    reservation = await quotas.reserve(user, org, estimated_input=100, max_tokens=1000, first=True)
+
+    await quotas.settle(reservation, Usage(100, 50))
+
+    assert len(client.tokens) == 4
+    assert client.tokens[0] == client.tokens[1] == client.tokens[2] != client.tokens[3]
+    assert tokens(dynamodb, f"user#{user}") == 150
+
+
+async def test_a_settle_is_finished_even_when_the_request_is_cancelled(dynamodb: Any, clock: Clock) -> None:
+    user, org = ids()
+    client = FlakyClient(dynamodb, client_error("ThrottlingException", "slow down"), failures=0)
+    quotas = ledger(client, clock)
+    reservation = await quotas.reserve(user, org, estimated_input=100, max_tokens=1000, first=True)
+    client.failures = 3
+
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await quotas.settle(reservation, Usage(100, 50))
+
+    assert tokens(dynamodb, f"user#{user}") == 150
+
+
+async def test_an_unreachable_store_makes_reserve_and_report_unavailable(clock: Clock) -> None:
+    unreachable = boto3.client(
+        "dynamodb",
+        region_name="us-east-1",
+        endpoint_url="http://127.0.0.1:9",
+        config=Config(connect_timeout=1, retries={"total_max_attempts": 1}),
+    )
+    quotas = ledger(unreachable, clock)
+
+    with pytest.raises(Unavailable):
+        await quotas.reserve("u", "o", estimated_input=100, max_tokens=1000, first=True)
+    with pytest.raises(Unavailable):
+        await quotas.report("u", "o")
+
+
+async def test_a_missing_table_makes_the_quota_unavailable(dynamodb: Any, clock: Clock) -> None:
+    quotas = QuotaLedger(dynamodb, "NoSuchTable", LIMITS, clock=clock)
+
+    with pytest.raises(Unavailable):
+        await quotas.reserve("u", "o", estimated_input=100, max_tokens=1000, first=True)
+
+
+# ------------------------------------------------------------------------- report and helpers
+
+
+async def test_report_gives_todays_usage_per_tier_with_limits(dynamodb: Any, clock: Clock) -> None:
+    user, org = ids()
+    quotas = ledger(dynamodb, clock)
+    reservation = await quotas.reserve(user, org, estimated_input=100, max_tokens=1000, first=True)
+    await quotas.settle(reservation, Usage(300, 200))
+    other = await quotas.reserve("other" + user, org, estimated_input=100, max_tokens=1000, first=True)
+    await quotas.settle(other, Usage(100, 100))
+
+    assert await quotas.report(user, org) == {
+        "date": "2025-06-01",
+        "resets_at": "2025-06-02T00:00:00Z",
+        "tiers": {
+            "user": {"used": 500, "limit": 50_000},
+            "organization": {"used": 700, "limit": 1_000_000},
+            "global": {"used": 700, "limit": 1_000_000},
+        },
+    }
+
+
+async def test_report_of_a_user_without_usage_today_is_zero(dynamodb: Any, clock: Clock) -> None:
+    user, org = ids()
+
+    report = await ledger(dynamodb, clock).report(user, org)
+
+    assert {tier: value["used"] for tier, value in report["tiers"].items()} == {
+        "user": 0,
+        "organization": 0,
+        "global": 0,
+    }
+
+
+def test_input_estimate_is_at_least_the_utf8_size_of_every_prompt_text() -> None:
+    text = "Übersetze bitte: 日本語のテキスト 🙂 " * 50
+    payload = {
+        "model": "claude-haiku-4-5",
+        "max_tokens": 4096,
+        "system": [{"type": "text", "text": "You help Alice."}],
+        "messages": [{"role": "user", "content": text}],
+    }
+
+    estimate = estimate_input_tokens(payload)
+
+    assert estimate >= len(text.encode("utf-8")) + len("You help Alice.")
+    assert estimate < len(text.encode("utf-8")) * 2
+
+
+def test_input_estimate_adds_room_for_the_tool_use_system_prompt() -> None:
+    messages = [{"role": "user", "content": "who are the admins?"}]
+    tool = {"name": "member_list", "description": "List members.", "input_schema": {"type": "object"}}
+
+    without = estimate_input_tokens({"messages": messages})
+    with_tools = estimate_input_tokens({"messages": messages, "tools": [tool]})
+
+    assert with_tools - without >= 346 + len(str(tool))
+
+
+def test_reset_is_at_the_next_utc_midnight() -> None:
+    assert resets_at(NOON) == "2025-06-02T00:00:00Z"
+    assert seconds_until_reset(NOON) == 43_200
+    assert seconds_until_reset(datetime(2025, 6, 1, 23, 59, 59, 500_000, tzinfo=UTC)) == 1
+    assert seconds_until_reset(datetime(2025, 6, 2, tzinfo=UTC)) == 86_400
+    half_past_one_in_paris_summer = datetime(2025, 6, 2, 1, 30, tzinfo=timezone(timedelta(hours=2)))
+    assert resets_at(half_past_one_in_paris_summer) == "2025-06-02T00:00:00Z"
