@@ -1,0 +1,62 @@
+// Server-sent events from a fetch() body: framing by eventsource-parser, payloads as JSON.
+import { createParser } from "eventsource-parser";
+
+/** The event types DESIGN.md's stream may carry; anything else is ignored (forward compatible). */
+export const EVENT_TYPES = new Set(["text", "tool_use", "tool_result", "usage", "done", "error"]);
+
+/** Raised when a frame's data is not the JSON object the protocol promises. */
+export class StreamProtocolError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = "StreamProtocolError";
+  }
+}
+
+/**
+ * A push parser: feed it decoded text in arbitrary pieces; it calls `onEvent({type, data})` once per
+ * complete frame of a known type. Comments (`: keep-alive`) and unknown types are skipped.
+ */
+export function createEventStreamParser(onEvent) {
+  const parser = createParser({
+    onEvent(message) {
+      const type = message.event ?? "message";
+      if (!EVENT_TYPES.has(type)) return;
+      let data;
+      try {
+        data = JSON.parse(message.data);
+      } catch {
+        throw new StreamProtocolError(`event "${type}" carried data that is not JSON`);
+      }
+      if (data === null || typeof data !== "object" || Array.isArray(data)) {
+        throw new StreamProtocolError(`event "${type}" carried data that is not an object`);
+      }
+      onEvent({ type, data });
+    },
+  });
+  return {
+    feed: (text) => parser.feed(text),
+    // A frame cut off by the end of the stream is incomplete by definition: it is dropped, not guessed.
+    end: () => parser.reset(),
+  };
+}
+
+/**
+ * Reads a byte stream (a fetch `Response.body`) to its end, calling `onEvent` per event.
+ * UTF-8 is decoded in streaming mode, so a character split across two network chunks stays whole.
+ */
+export async function readEventStream(body, onEvent) {
+  const decoder = new TextDecoder("utf-8");
+  const parser = createEventStreamParser(onEvent);
+  const reader = body.getReader();
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      parser.feed(decoder.decode(value, { stream: true }));
+    }
+    parser.feed(decoder.decode());
+  } finally {
+    parser.end();
+    reader.releaseLock();
+  }
+}
