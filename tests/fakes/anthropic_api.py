@@ -1398,11 +1398,12 @@ def _render_result(name: str, block: Mapping[str, Any]) -> str:
     except json.JSONDecodeError:
         return f"`{name}` returned:\n\n> {text}"
     if isinstance(data, dict):
-        lists = [
-            v for v in data.values() if isinstance(v, list) and v and all(isinstance(x, dict) for x in v)
-        ]
+        # Unwrap {"count": n, "members": [...]} and {"invitation": {...}} shapes.
+        lists = [v for v in data.values() if isinstance(v, list)]
         if len(lists) == 1:
             data = lists[0]
+        elif len(data) == 1 and isinstance(next(iter(data.values())), dict):
+            data = next(iter(data.values()))
     if isinstance(data, list) and data and all(isinstance(x, dict) for x in data):
         noun = "row" if len(data) == 1 else "rows"
         return f"**{name}** — {len(data)} {noun}:\n\n{markdown_table(data)}"
