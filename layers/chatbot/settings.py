@@ -17,26 +17,26 @@ class Settings(BaseSettings):
     anthropic_base_url: str | None = None
 
     chatbot_model: str = "claude-haiku-4-5"
-    chatbot_max_tokens: int = Field(4096, ge=1, le=64000)
-    chatbot_max_iterations: int = Field(10, ge=1, le=50)
+    chatbot_max_tokens: int = Field(default=4096, ge=1, le=64000)
+    chatbot_max_iterations: int = Field(default=10, ge=1, le=50)
 
-    chatbot_daily_token_limit_user: int = Field(50_000, ge=0)
-    chatbot_daily_token_limit_organization: int = Field(1_000_000, ge=0)
-    chatbot_daily_token_limit_global: int = Field(1_000_000, ge=0)
+    chatbot_daily_token_limit_user: int = Field(default=50_000, ge=0)
+    chatbot_daily_token_limit_organization: int = Field(default=1_000_000, ge=0)
+    chatbot_daily_token_limit_global: int = Field(default=1_000_000, ge=0)
 
-    chatbot_lock_ttl_seconds: float = Field(300, gt=0)
-    chatbot_request_timeout_seconds: float = Field(240, gt=0)
+    chatbot_lock_ttl_seconds: float = Field(default=300, gt=0)
+    chatbot_request_timeout_seconds: float = Field(default=240, gt=0)
     # Not in DESIGN.md's table: tuning knobs with safe defaults, overridable for tests.
-    chatbot_tool_timeout_seconds: float = Field(20, gt=0)
-    chatbot_tool_result_max_chars: int = Field(20_000, ge=100)
-    chatbot_keepalive_seconds: float = Field(15, gt=0)
+    chatbot_tool_timeout_seconds: float = Field(default=20, gt=0)
+    chatbot_tool_result_max_chars: int = Field(default=20_000, ge=100)
+    chatbot_keepalive_seconds: float = Field(default=15, gt=0)
 
     redis_url: SecretStr | None = None
 
     chatbot_usage_table: str = "ChatbotUsage"
     app_table: str = "AppData"
     aws_endpoint_url_dynamodb: str | None = None
-    aws_region: str = Field("us-east-1", validation_alias="AWS_REGION")
+    aws_region: str = Field(default="us-east-1", validation_alias="AWS_REGION")
 
     auth_jwt_secret: SecretStr | None = None
     auth_jwks_url: str | None = None

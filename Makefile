@@ -1,0 +1,84 @@
+# The README's commands. Everything installs itself on first use: a fresh clone needs only python3 (3.11+),
+# node/npm, and (for the browser tests) Debian's chromium, which `make test` installs when run as root.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+UV_VERSION := 0.9.30
+SAM_VERSION := 1.170.0
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+PY := $(VENV)/bin/python
+SAM := $(TOOLS)/sam/bin/sam
+PYTHON_RUNTIME ?= python3.11
+ARCHITECTURE ?= x86_64
+
+.PHONY: help run test lint test-js test-py build deploy bench soak frontend clean requirements check-requirements
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
+
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --quiet
+	@touch $@
+
+frontend/node_modules/.package-lock.json: frontend/package-lock.json
+	npm ci --prefix frontend --no-audit --no-fund --loglevel=error
+
+frontend: frontend/node_modules/.package-lock.json ## Build the chat sheet bundle (frontend/dist)
+	npm run --silent --prefix frontend build
+
+run: $(VENV)/.synced frontend ## Serve the demo app on http://127.0.0.1:3000 (reads .env)
+	$(PY) -m chatbot.local
+
+lint: $(VENV)/.synced
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test-js: frontend
+	npm test --silent --prefix frontend
+
+test-py: $(VENV)/.synced frontend
+	@scripts/ensure-chromium
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test: lint test-js test-py ## Run every check and test (lint, types, JS unit tests, pytest incl. browser)
+
+bench: $(VENV)/.synced frontend ## Benchmarks → docs/BENCHMARKS.md
+	$(PY) -m bench
+
+soak: $(VENV)/.synced ## Heavier load and fault runs (not part of make test)
+	$(VENV)/bin/pytest -m soak --run-soak $(PYTEST_ARGS)
+
+$(SAM):
+	$(PYTHON) -m venv $(TOOLS)/sam
+	$(TOOLS)/sam/bin/pip install --quiet aws-sam-cli==$(SAM_VERSION)
+
+SAM_PARAMETERS = PythonRuntime=$(PYTHON_RUNTIME) Architecture=$(ARCHITECTURE)
+UV_EXPORT = $(UV) export --no-dev --no-hashes --no-emit-project --frozen --quiet
+
+requirements: $(UV) ## Regenerate layers/requirements.txt (the layer's pins) from uv.lock
+	$(UV_EXPORT) -o layers/requirements.txt
+
+check-requirements: $(UV)
+	@diff -u <(grep -v '^#' layers/requirements.txt) <($(UV_EXPORT) | grep -v '^#') \
+		|| { echo "layers/requirements.txt is out of sync with uv.lock: run 'make requirements'" >&2; exit 1; }
+
+# The layer's compiled wheels are for PYTHON_RUNTIME/ARCHITECTURE, so deploy passes the same values:
+# a layer built for 3.11 under a 3.13 function would fail at import.
+build: check-requirements $(SAM) ## sam validate --lint && sam build (PYTHON_RUNTIME=python3.11 here; the template defaults to 3.13)
+	SAM_CLI_TELEMETRY=0 $(SAM) validate --lint
+	SAM_CLI_TELEMETRY=0 $(SAM) build --parameter-overrides $(SAM_PARAMETERS)
+
+deploy: build ## sam deploy --guided (answers are saved in samconfig.toml)
+	$(SAM) deploy --guided --parameter-overrides $(SAM_PARAMETERS)
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .aws-sam frontend/dist frontend/node_modules
