@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import anthropic
+import httpx2
 from anthropic import AsyncAnthropic
 
 from .errors import ChatbotError, UpstreamError, UpstreamOverloaded
@@ -53,8 +54,14 @@ def system_prompt(caller: Caller, now: datetime) -> str:
     )
 
 
-def upstream_error(exc: anthropic.AnthropicError) -> ChatbotError:
-    """Map an Anthropic SDK error to the stream's error condition."""
+def upstream_error(exc: Exception) -> ChatbotError:
+    """Map an error of a model call (SDK error, lost connection, malformed data) to the stream's condition."""
+    if isinstance(exc, httpx2.TransportError):
+        # The SDK does not wrap a connection lost mid-stream in its own errors.
+        return UpstreamError("The connection to the model service was lost mid-answer.")
+    if isinstance(exc, ValueError):
+        # Invalid JSON in an event (JSONDecodeError) or in the model's tool input (the SDK's ValueError).
+        return UpstreamError("The model service sent a malformed response.")
     if isinstance(exc, anthropic.APIStatusError):
         body = exc.body if isinstance(exc.body, dict) else {}
         error = body.get("error") if isinstance(body.get("error"), dict) else body
@@ -168,34 +175,40 @@ class Turn:
                         streamed_bytes += len(evt.partial_json.encode())
                 message = await stream.get_final_message()
         except asyncio.CancelledError:
-            # Cut short: the upstream connection is closed by leaving the `async with`. Charge what the
-            # model produced so far (estimated from the bytes streamed) on top of the input it reported.
-            estimated_output = math.ceil(streamed_bytes / BYTES_PER_TOKEN_ESTIMATE)
-            partial = Usage(
-                input_tokens=started.input_tokens,
-                cache_creation_input_tokens=started.cache_creation_input_tokens,
-                cache_read_input_tokens=started.cache_read_input_tokens,
-                output_tokens=max(started.output_tokens, estimated_output),
-            )
-            self._open = (reservation, partial)
-            self.unreported = partial
-            self.totals = self.totals + partial
+            # Cancelled or out of time: leaving the `async with` closed the upstream connection, so generation
+            # stops. The edge reports this call's usage before its final event.
+            self.unreported = self._cut_short(reservation, started, streamed_bytes)
             raise
-        except anthropic.AnthropicError as exc:
-            self._open = (reservation, started)
-            self.totals = self.totals + started
+        except (anthropic.AnthropicError, httpx2.TransportError, ValueError) as exc:
+            await self._report(self._cut_short(reservation, started, streamed_bytes), emit)
             raise upstream_error(exc) from exc
-        except ValueError as exc:
-            # The SDK raises ValueError when the model's tool input is not valid JSON.
-            self._open = (reservation, started)
-            self.totals = self.totals + started
-            raise UpstreamError("The model produced a malformed tool call.") from exc
         usage = _usage(message.usage)
+        if message.stop_reason is None:
+            # The stream ended without message_delta / message_stop: the answer is incomplete.
+            await self._report(self._cut_short(reservation, usage, streamed_bytes), emit)
+            raise UpstreamError("The model's answer was cut off.")
         self._open = (reservation, usage)
         self.totals = self.totals + usage
-        await emit(event("usage", **usage.as_dict()))
+        await self._report(usage, emit)
         self.messages.append({"role": "assistant", "content": _content_params(message.content)})
         return message
+
+    def _cut_short(self, reservation: Reservation, seen: Usage, streamed_bytes: int) -> Usage:
+        """Charge a call that did not finish: the input it reported, and output estimated from the bytes
+        streamed when the API's own count did not arrive."""
+        usage = Usage(
+            input_tokens=seen.input_tokens,
+            cache_creation_input_tokens=seen.cache_creation_input_tokens,
+            cache_read_input_tokens=seen.cache_read_input_tokens,
+            output_tokens=max(seen.output_tokens, math.ceil(streamed_bytes / BYTES_PER_TOKEN_ESTIMATE)),
+        )
+        self._open = (reservation, usage)
+        self.totals = self.totals + usage
+        return usage
+
+    @staticmethod
+    async def _report(usage: Usage, emit: Emit) -> None:
+        await emit(event("usage", **usage.as_dict()))
 
     async def _run_tools(self, message: Any, emit: Emit) -> None:
         calls = [block for block in message.content if block.type == "tool_use"]
