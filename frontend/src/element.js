@@ -31,7 +31,7 @@ export function tokenClaims(token) {
 }
 
 export class ChatbotSheetElement extends HTMLElement {
-  static observedAttributes = ["api-base", "heading"];
+  static observedAttributes = ["api-base", "heading", "user-name", "hide-when-disabled"];
 
   #getToken = null;
   #suggestions = DEFAULT_SUGGESTIONS;
@@ -73,6 +73,14 @@ export class ChatbotSheetElement extends HTMLElement {
   }
 
   connectedCallback() {
+    // A host may set properties before this script defined the element; re-apply them through the setters.
+    for (const name of ["getToken", "suggestions"]) {
+      if (Object.hasOwn(this, name)) {
+        const value = this[name];
+        delete this[name];
+        this[name] = value;
+      }
+    }
     this.#api = new ChatApi({ baseUrl: this.apiBase, getToken: () => this.#token() });
     this.#render();
     this.#checkStatus();
@@ -84,7 +92,7 @@ export class ChatbotSheetElement extends HTMLElement {
       this.#api = new ChatApi({ baseUrl: this.apiBase, getToken: () => this.#token() });
       this.#checkStatus();
     }
-    if (name === "heading") this.#schedule();
+    if (name === "heading" || name === "user-name" || name === "hide-when-disabled") this.#schedule();
   }
 
   /** Base URL of the chatbot API (the `api-base` attribute); the page's own origin when absent. */
@@ -270,7 +278,8 @@ export class ChatbotSheetElement extends HTMLElement {
     const hideButton = state.enabled === false && this.hasAttribute("hide-when-disabled");
     this.button.update({ open: state.open, hidden: hideButton });
     this.sheet.update({ open: state.open, usage: state.usage, title: this.getAttribute("heading") || "Assistant" });
-    const name = this.#claims?.name ? String(this.#claims.name).split(" ")[0] : null;
+    const fullName = this.getAttribute("user-name") || this.#claims?.name;
+    const name = fullName ? String(fullName).trim().split(/\s+/)[0] : null;
     this.messages.renderEmpty({ enabled: state.enabled, greeting: name ? `Hi ${name}, how can I help?` : "How can I help?", suggestions: this.#suggestions });
     this.messages.update(state.messages, { forceScroll: this.#forceScroll });
     this.#forceScroll = false;

@@ -18,9 +18,9 @@ function isDelimiterRow(line) {
   return cells.length > 0 && cells.every((cell) => DELIMITER_CELL.test(cell));
 }
 
-// A delimiter row still arriving: only pipes, dashes, colons and spaces, e.g. "|---|:-".
+// A delimiter row still arriving: only pipes, dashes, colons and spaces, e.g. "|---|:-" or "|".
 function isPartialDelimiterRow(line) {
-  return /^ {0,3}\|[\s|:-]*$/.test(line) && line.includes("-");
+  return /^ {0,3}\|[\s|:-]*$/.test(line);
 }
 
 /** Where the open fenced code block starts (its fence), or null when every fence is closed. */
@@ -41,21 +41,26 @@ export function openFence(lines) {
   return open;
 }
 
-function repairTable(lines) {
-  const last = lines.length - 1;
-  const line = lines[last];
-  const previous = last > 0 ? lines[last - 1] : "";
-  const beforePrevious = last > 1 ? lines[last - 2] : "";
-  // A header row alone ("| a | b |"): add the delimiter row that must follow, so it renders as a table.
+function isHeaderRow(line, previous) {
   const pipes = (line.match(/(?<!\\)\|/g) ?? []).length;
-  if (TABLE_ROW.test(line) && pipes >= 2 && !isDelimiterRow(line) && !TABLE_ROW.test(previous)) {
-    const count = tableCells(line).length;
-    return [...lines, `|${" --- |".repeat(count)}`];
+  return TABLE_ROW.test(line) && pipes >= 2 && !isDelimiterRow(line) && !TABLE_ROW.test(previous);
+}
+
+function repairTable(lines) {
+  // A header row followed by a line break and nothing else yet counts as a header row on its own.
+  const trailingBreak = lines.length > 1 && lines.at(-1) === "";
+  const body = trailingBreak ? lines.slice(0, -1) : lines;
+  const last = body.length - 1;
+  const line = body[last];
+  const previous = last > 0 ? body[last - 1] : "";
+  const beforePrevious = last > 1 ? body[last - 2] : "";
+  // A header row alone ("| a | b |"): add the delimiter row that must follow, so it renders as a table.
+  if (isHeaderRow(line, previous)) {
+    return [...body, `|${" --- |".repeat(tableCells(line).length)}`];
   }
-  // The delimiter row itself, half written ("| a | b |\n|---|-"): complete it from the header.
-  if (isPartialDelimiterRow(line) && TABLE_ROW.test(previous) && !TABLE_ROW.test(beforePrevious)) {
-    const count = tableCells(previous).length;
-    return [...lines.slice(0, last), `|${" --- |".repeat(count)}`];
+  // The delimiter row itself, half written ("| a | b |\n|---|-" or just "|"): complete it.
+  if (!trailingBreak && isPartialDelimiterRow(line) && isHeaderRow(previous, beforePrevious)) {
+    return [...body.slice(0, last), `|${" --- |".repeat(tableCells(previous).length)}`];
   }
   return lines;
 }

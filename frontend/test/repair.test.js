@@ -35,6 +35,8 @@ describe("streaming Markdown repair", () => {
 
   it("completes a half-written delimiter row from the header's cell count", () => {
     assert.equal(repairMarkdown("| Name | Role | Joined |\n|---|:-"), "| Name | Role | Joined |\n| --- | --- | --- |");
+    assert.equal(repairMarkdown("| Name | Role |\n|"), "| Name | Role |\n| --- | --- |");
+    assert.equal(repairMarkdown("| Name | Role |\n"), "| Name | Role |\n| --- | --- |");
   });
 
   it("leaves a table whose body is streaming alone", () => {

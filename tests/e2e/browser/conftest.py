@@ -1,0 +1,259 @@
+"""Browser fixtures: Debian's Chromium driven by Playwright, the built chat sheet, and helpers that watch
+the sheet's shadow DOM as a reply streams in."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+
+from tests.e2e.conftest import LiveServer
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+FRONTEND = Path(__file__).resolve().parents[3] / "frontend"
+DOCS = Path(__file__).resolve().parents[3] / "docs"
+
+# Records, on every change in the sheet's shadow DOM, what the newest assistant reply looks like and
+# the raw Markdown the store holds at that moment: tests read intermediate states, not just the end.
+WATCH_JS = """
+() => {
+  const el = document.querySelector('chatbot-sheet');
+  const root = el.shadowRoot;
+  window.__snapshots = [];
+  const record = () => {
+    const replies = root.querySelectorAll('.cb-msg--assistant');
+    const last = replies[replies.length - 1];
+    if (!last) return;
+    const message = el.store.getState().messages.at(-1);
+    const raw = message && message.parts
+      ? message.parts.filter((p) => p.kind === 'text').map((p) => p.text).join('') : '';
+    window.__snapshots.push({
+      status: last.dataset.status,
+      text: last.querySelector('.cb-parts').textContent,
+      raw,
+      pre: !!last.querySelector('pre > code'),
+      table: !!last.querySelector('table th'),
+      spinner: !!last.querySelector('.cb-tool .cb-spinner'),
+      tools: [...last.querySelectorAll('.cb-tool')].map((t) => t.dataset.status).join(','),
+    });
+  };
+  new MutationObserver(record).observe(root, {subtree: true, childList: true, characterData: true, attributes: true});
+}
+"""
+
+
+def _build_frontend() -> None:
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.fail("npm is needed to build the chat sheet (frontend/)")
+    if not (FRONTEND / "node_modules").is_dir():
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=FRONTEND, check=True, capture_output=True)
+    subprocess.run([npm, "run", "build"], cwd=FRONTEND, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def playwright_session() -> Iterator[Playwright]:
+    if not Path(CHROMIUM).exists():
+        message = f"{CHROMIUM} is missing: `apt-get install -y chromium` (.ci/run does this)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    _build_frontend()
+    with sync_playwright() as playwright:
+        yield playwright
+
+
+@pytest.fixture(scope="session")
+def browser(playwright_session: Playwright) -> Iterator[Browser]:
+    browser = playwright_session.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield browser
+    browser.close()
+
+
+@pytest.fixture
+def new_context(browser: Browser) -> Iterator[Callable[..., BrowserContext]]:
+    """Browser contexts (fresh storage each) with an English locale; closed after the test."""
+    contexts: list[BrowserContext] = []
+
+    def make(**options: Any) -> BrowserContext:
+        values: dict[str, Any] = {"viewport": {"width": 1280, "height": 800}, "locale": "en-US", **options}
+        context = browser.new_context(**values)
+        context.set_default_timeout(10_000)
+        contexts.append(context)
+        return context
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+class ChatPage:
+    """The demo host page with the sheet, and the few moves a user makes in it."""
+
+    def __init__(self, page: Page, server: LiveServer) -> None:
+        self.page = page
+        self.server = server
+        self.errors: list[str] = []
+        page.on("pageerror", lambda error: self.errors.append(str(error)))
+
+    def goto(self, user: str = "user_alice", base_url: str | None = None) -> ChatPage:
+        self.page.goto(f"{base_url or self.server.base_url}/?user={user}")
+        # The demo page has signed in once the sheet greets the user by name.
+        self.page.wait_for_function("() => document.querySelector('chatbot-sheet')?.getToken")
+        return self
+
+    def open(self) -> ChatPage:
+        self.page.get_by_role("button", name="Open chat").click()
+        self.page.get_by_role("dialog").wait_for(state="visible")
+        # Settled: the slide-in has ended at the right edge of the viewport.
+        self.page.wait_for_function(
+            """() => {
+              const sheet = document.querySelector('chatbot-sheet').shadowRoot.querySelector('.cb-sheet');
+              return sheet.getAnimations().length === 0
+                && Math.abs(sheet.getBoundingClientRect().right - window.innerWidth) < 0.5;
+            }"""
+        )
+        return self
+
+    @property
+    def sheet(self) -> Any:
+        return self.page.get_by_role("dialog")
+
+    @property
+    def textbox(self) -> Any:
+        return self.page.get_by_role("textbox", name="Message")
+
+    @property
+    def replies(self) -> Any:
+        return self.page.locator("chatbot-sheet .cb-msg--assistant")
+
+    def watch(self) -> None:
+        self.page.evaluate(WATCH_JS)
+
+    def snapshots(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.page.evaluate("() => window.__snapshots")
+        return result
+
+    def send(self, text: str) -> None:
+        self.textbox.fill(text)
+        self.textbox.press("Enter")
+
+    def wait_idle(self) -> None:
+        """Until no reply streams (the Send button is back)."""
+        self.page.get_by_role("button", name="Send").wait_for(state="visible")
+
+
+@pytest.fixture
+def chat(server: LiveServer, new_context: Callable[..., BrowserContext]) -> ChatPage:
+    """The demo page, signed in as Alice (admin of Acme), on a default live server."""
+    return ChatPage(new_context().new_page(), server).goto()
+
+
+class DroppingProxy:
+    """A TCP proxy in front of the live server whose connections can all be cut at once: a real network
+    loss as the browser sees it (Chromium's offline emulation spares requests already streaming)."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            with self._lock:
+                self._sockets += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, target: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                target.shutdown(socket.SHUT_WR)
+
+    def drop_all(self) -> None:
+        """Reset every open connection (as a dropped Wi-Fi or a dead proxy would)."""
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                # shutdown wakes the pump threads blocked in recv(); close alone would wait for them.
+                sock.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    def close(self) -> None:
+        self._closed = True
+        self._listener.close()
+        self.drop_all()
+
+
+@pytest.fixture
+def proxy(server: LiveServer) -> Iterator[DroppingProxy]:
+    dropping = DroppingProxy(server.port)
+    yield dropping
+    dropping.close()
+
+
+class ToolGate:
+    """Holds every tool call on the server until released, so a running tool call can be observed."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.released = threading.Event()
+
+    def release(self) -> None:
+        self.released.set()
+
+
+@pytest.fixture
+def tool_gate(server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[ToolGate]:
+    gate = ToolGate()
+    toolbox = server.services.toolbox
+    original = toolbox.call
+
+    async def gated_call(caller: Any, name: str, arguments: object) -> Any:
+        gate.entered.set()
+        # Abandoned on cancel, so Stop can still end the request while the gate is shut.
+        await anyio.to_thread.run_sync(gate.released.wait, 30, abandon_on_cancel=True)
+        return await original(caller, name, arguments)
+
+    monkeypatch.setattr(toolbox, "call", gated_call)
+    yield gate
+    gate.release()

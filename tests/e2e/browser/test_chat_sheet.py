@@ -1,0 +1,354 @@
+"""The chat sheet in a real browser (Debian's Chromium, headless) against the real app and the fake
+Anthropic API: streaming, Markdown, tool calls, Stop, the error states, safety, persistence, mobile."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from playwright.sync_api import BrowserContext, expect
+
+from tests.e2e.browser.conftest import ChatPage, DroppingProxy, ToolGate
+from tests.e2e.conftest import LiveServer
+from tests.fakes.anthropic_api import FakeAnthropic, Reply, demo_responder
+
+pytestmark = pytest.mark.browser
+
+LONG_ANSWER = " ".join(f"word{i}" for i in range(60)) + " THE-END"
+
+
+def test_sheet_opens_as_a_dialog_with_focus_in_the_message_box_and_esc_returns_focus(chat: ChatPage) -> None:
+    launcher = chat.page.get_by_role("button", name="Open chat")
+    expect(launcher).to_have_attribute("aria-expanded", "false")
+    chat.open()
+    expect(chat.sheet).to_have_accessible_name("Orbit Assistant")
+    expect(chat.textbox).to_be_focused()
+    expect(chat.sheet.get_by_text(re.compile(r"^0 / 50,000 tokens$"))).to_be_visible()
+    expect(chat.sheet.get_by_text("Hi Alice, how can I help?")).to_be_visible()
+    chat.page.keyboard.press("Escape")
+    expect(chat.sheet).to_be_hidden()
+    expect(launcher).to_be_focused()
+    chat.open()
+    chat.sheet.get_by_role("button", name="Close chat").click()
+    expect(chat.sheet).to_be_hidden()
+    assert chat.errors == []
+
+
+def test_reply_text_streams_in_progressively(chat: ChatPage, fake_anthropic: FakeAnthropic) -> None:
+    fake_anthropic.enqueue(Reply.text(LONG_ANSWER, chunks=20, delay=0.05))
+    chat.open()
+    chat.watch()
+    chat.send("Tell me something long")
+    expect(chat.page.get_by_role("button", name="Stop")).to_be_visible()
+    expect(chat.replies.last).to_contain_text("THE-END")
+    chat.wait_idle()
+    texts = [s["text"] for s in chat.snapshots() if s["status"] == "streaming" and s["text"]]
+    final = chat.replies.last.locator(".cb-parts").text_content() or ""
+    partial = [t for t in dict.fromkeys(texts) if "THE-END" not in t]
+    assert len(partial) >= 5, f"expected several intermediate states, saw {len(partial)}"
+    lengths = [len(t) for t in partial]
+    assert lengths == sorted(lengths), "text only ever grows while streaming"
+    assert all(final.startswith(t.strip()) for t in partial)
+    expect(chat.page.get_by_role("button", name="Send")).to_be_visible()
+
+
+MARKDOWN = (
+    "Here are the members:\n\n"
+    "| Name | Role |\n|---|---|\n| Alice Anders | admin |\n| Bob Brown | member |\n\n"
+    "And some code:\n\n```python\nfor member in members:\n    print(member.name)\n```\n\nDone."
+)
+
+
+def test_gfm_table_and_code_block_render_as_table_and_pre_code_even_while_streaming(
+    chat: ChatPage, fake_anthropic: FakeAnthropic
+) -> None:
+    fake_anthropic.enqueue(Reply.text(MARKDOWN, chunks=40, delay=0.03))
+    chat.open()
+    chat.watch()
+    chat.send("Show me")
+    reply = chat.replies.last
+    expect(reply.get_by_text("Done.")).to_be_visible()
+    expect(reply.locator("table th")).to_have_text(["Name", "Role"])
+    expect(reply.locator("table tbody tr")).to_have_count(2)
+    expect(reply.locator("pre > code.language-python")).to_contain_text("print(member.name)")
+    snapshots = chat.snapshots()
+    # While the fence was open (no closing ``` yet), the code already showed as a code block.
+    open_fence = [s for s in snapshots if "```python" in s["raw"] and s["raw"].count("```") == 1]
+    assert open_fence, "never observed the code block mid-stream"
+    assert all(s["pre"] for s in open_fence)
+    # Once the header row had arrived, it showed as a table, not as pipes in a paragraph.
+    header_seen = [s for s in snapshots if "| Name | Role |\n" in s["raw"]]
+    assert header_seen and all(s["table"] for s in header_seen)
+    assert not any("```" in s["text"] or "|---" in s["text"] for s in snapshots)
+
+
+def test_tool_call_shows_a_spinner_while_running_then_success_with_input_and_result(
+    chat: ChatPage, fake_anthropic: FakeAnthropic, tool_gate: ToolGate
+) -> None:
+    fake_anthropic.set_responder(demo_responder)
+    chat.open()
+    chat.send("Who are the admins here?")
+    tool = chat.replies.last.locator(".cb-tool")
+    expect(tool).to_contain_text("Listing members")
+    expect(tool.locator(".cb-spinner")).to_be_visible()
+    expect(tool).to_have_attribute("data-status", "running")
+    tool_gate.release()
+    expect(tool).to_have_attribute("data-status", "done")
+    expect(tool).to_contain_text("Listed members")
+    expect(tool.locator(".cb-spinner")).to_have_count(0)
+    tool.locator("summary").click()
+    expect(tool.locator(".cb-tool-pre").first).to_contain_text('"role": "admin"')
+    expect(tool.locator(".cb-tool-pre").nth(1)).to_contain_text("alice@acme.test")
+    expect(chat.replies.last.locator("table")).to_contain_text("Alice Anders")
+
+
+def test_stop_ends_the_stream_keeps_the_partial_answer_and_the_next_message_works(
+    chat: ChatPage, fake_anthropic: FakeAnthropic
+) -> None:
+    fake_anthropic.enqueue(Reply.text(LONG_ANSWER, chunks=60, delay=0.1), Reply.text("Second answer."))
+    chat.open()
+    chat.send("Tell me something long")
+    reply = chat.replies.last
+    expect(reply).to_contain_text("word3")
+    chat.page.get_by_role("button", name="Stop").click()
+    expect(reply.get_by_text("Stopped")).to_be_visible()
+    expect(chat.page.get_by_role("button", name="Send")).to_be_visible()
+    partial = reply.locator(".cb-parts").text_content() or ""
+    assert "word0" in partial
+    assert "THE-END" not in partial
+    # The upstream stream was closed, not read to its end.
+    fake_anthropic.wait_for_disconnects(1, timeout=10)
+    chat.send("And now?")
+    expect(chat.replies.last).to_contain_text("Second answer.")
+    expect(chat.replies).to_have_count(2)
+    expect(chat.replies.first).to_contain_text("word0")
+
+
+def test_a_reply_running_in_another_tab_gets_a_clear_409_message(
+    server: LiveServer,
+    new_context: Callable[..., BrowserContext],
+    fake_anthropic: FakeAnthropic,
+    tool_gate: ToolGate,
+) -> None:
+    fake_anthropic.set_responder(demo_responder)
+    context = new_context()
+    first = ChatPage(context.new_page(), server).goto().open()
+    first.send("Who are the admins here?")
+    assert tool_gate.entered.wait(10)
+    second = ChatPage(context.new_page(), server).goto().open()
+    second.send("Show pending invitations")
+    alert = second.replies.last.get_by_role("alert")
+    expect(alert).to_contain_text("A reply is already running")
+    expect(alert).to_contain_text("another tab")
+    expect(alert.get_by_role("button", name="Retry")).to_be_visible()
+    tool_gate.release()
+    first.wait_idle()
+    alert.get_by_role("button", name="Retry").click()
+    expect(second.replies.last).to_contain_text("invitation_list")
+    expect(second.replies).to_have_count(1)
+
+
+def test_daily_limit_says_which_limit_and_when_it_resets_in_local_time(
+    start_server: Callable[..., LiveServer], new_context: Callable[..., BrowserContext]
+) -> None:
+    server = start_server(chatbot_daily_token_limit_user=10)
+    context = new_context(locale="en-GB", timezone_id="Asia/Tokyo")
+    chat = ChatPage(context.new_page(), server).goto().open()
+    chat.send("Hello")
+    alert = chat.replies.last.get_by_role("alert")
+    expect(alert).to_contain_text("Daily limit reached")
+    expect(alert).to_contain_text("your daily limit of 10 tokens")
+    # Midnight UTC is 09:00 in Tokyo.
+    expect(alert).to_contain_text(re.compile(r"resets (tomorrow )?at 09:00 \(your time\)"))
+    expect(alert.get_by_role("button", name="Retry")).to_have_count(0)
+
+
+def test_disabled_assistant_says_it_is_off_and_the_button_can_hide(
+    start_server: Callable[..., LiveServer], new_context: Callable[..., BrowserContext]
+) -> None:
+    server = start_server(anthropic_api_key=None)
+    chat = ChatPage(new_context().new_page(), server).goto().open()
+    expect(chat.sheet.get_by_text("The assistant is off")).to_be_visible()
+    expect(chat.textbox).to_be_disabled()
+    chat.sheet.get_by_role("button", name="Close chat").click()
+    chat.page.evaluate("() => document.querySelector('chatbot-sheet').setAttribute('hide-when-disabled', '')")
+    expect(chat.page.get_by_role("button", name="Open chat")).to_be_hidden()
+
+
+def test_error_event_mid_stream_keeps_the_partial_text_and_offers_retry(
+    chat: ChatPage, fake_anthropic: FakeAnthropic
+) -> None:
+    fake_anthropic.enqueue(
+        Reply.stream_error(after_events=6, reply=Reply.text(LONG_ANSWER, chunks=30)),
+        Reply.text("Recovered answer."),
+    )
+    chat.open()
+    chat.send("Try this")
+    reply = chat.replies.last
+    alert = reply.get_by_role("alert")
+    expect(alert).to_be_visible()
+    expect(reply).to_contain_text("word0")
+    alert.get_by_role("button", name="Retry").click()
+    expect(chat.replies.last).to_contain_text("Recovered answer.")
+    expect(chat.replies).to_have_count(1)
+
+
+def test_lost_connection_mid_stream_keeps_the_partial_text_and_offers_retry(
+    server: LiveServer,
+    new_context: Callable[..., BrowserContext],
+    fake_anthropic: FakeAnthropic,
+    proxy: DroppingProxy,
+) -> None:
+    fake_anthropic.enqueue(Reply.text(LONG_ANSWER, chunks=60, delay=0.1), Reply.text("Back again."))
+    chat = ChatPage(new_context().new_page(), server).goto(base_url=proxy.base_url).open()
+    chat.send("Tell me something long")
+    reply = chat.replies.last
+    expect(reply).to_contain_text("word2")
+    proxy.drop_all()
+    alert = reply.get_by_role("alert")
+    expect(alert).to_contain_text("Connection lost")
+    expect(reply).to_contain_text("word0")
+    expect(chat.page.get_by_role("button", name="Send")).to_be_visible()
+    alert.get_by_role("button", name="Retry").click()
+    expect(chat.replies.last).to_contain_text("Back again.")
+
+
+HOSTILE = """Sneaky content below.
+
+<script>window.__pwned = 'script'</script>
+<img src="x" onerror="window.__pwned = 'img'">
+<svg onload="window.__pwned = 'svg'"></svg>
+<iframe src="javascript:window.parent.__pwned = 'iframe'"></iframe>
+<a href="javascript:window.__pwned = 'raw-link'">raw link</a>
+
+[markdown link](javascript:window.__pwned='md-link') and [data link](data:text/html,<script>alert(1)</script>)
+and [a real site](https://example.com/docs).
+
+![tracking pixel](TRACKER)
+
+| col |
+|---|
+| <img src=x onerror="window.__pwned='cell'"> |
+
+`<b>code stays text</b>`
+"""
+
+
+def test_hostile_markdown_and_html_neither_run_script_nor_load_remote_content(
+    chat: ChatPage, fake_anthropic: FakeAnthropic, server: LiveServer
+) -> None:
+    tracker = f"{server.base_url}/static/tracker.png"
+    fake_anthropic.enqueue(
+        Reply.tool_use("member_get", {"email": "<img src=x onerror=\"window.__pwned='tool'\">"}),
+        Reply.text(HOSTILE.replace("TRACKER", tracker), chunks=25),
+    )
+    requested: list[str] = []
+    chat.page.on("request", lambda request: requested.append(request.url))
+    chat.open()
+    chat.send("Say something dangerous")
+    reply = chat.replies.last
+    expect(reply.get_by_text("code stays text", exact=False)).to_be_visible()
+    chat.wait_idle()
+    shadow: dict[str, Any] = chat.page.evaluate(
+        """() => {
+          const root = document.querySelector('chatbot-sheet').shadowRoot;
+          const links = [...root.querySelectorAll('.cb-md a')];
+          return {
+            pwned: window.__pwned ?? null,
+            dangerous: root.querySelectorAll('.cb-msg script, .cb-msg img, .cb-msg svg:not(.cb-icon), .cb-msg iframe, .cb-msg [onerror], .cb-msg [onload]').length,
+            hrefs: links.map((a) => a.getAttribute('href')),
+            rels: links.filter((a) => a.hasAttribute('href')).map((a) => [a.target, a.rel]),
+          };
+        }"""
+    )
+    assert shadow["pwned"] is None
+    assert shadow["dangerous"] == 0
+    hrefs = [h for h in shadow["hrefs"] if h is not None]
+    assert "https://example.com/docs" in hrefs
+    assert tracker in hrefs  # the image became a link the user may choose to follow
+    assert not any(h.lower().startswith(("javascript:", "data:")) for h in hrefs)
+    assert all(
+        target == "_blank" and {"noopener", "noreferrer"} <= set(rel.split())
+        for target, rel in shadow["rels"]
+    )
+    assert not any("tracker.png" in url for url in requested), "an image was loaded"
+    # Raw HTML shows as text, so the user sees what the model wrote.
+    expect(reply).to_contain_text("<script>window.__pwned = 'script'</script>")
+    # Tool input (model output) and results are plain text too.
+    expect(reply.locator(".cb-tool-pre").first).to_contain_text("<img src=x onerror=")
+    assert chat.errors == []
+
+
+def test_reload_keeps_the_conversation_and_new_chat_clears_it(
+    chat: ChatPage, fake_anthropic: FakeAnthropic
+) -> None:
+    fake_anthropic.enqueue(Reply.text("Remember **me**."), Reply.text("Second reply."))
+    chat.open()
+    chat.send("First question")
+    expect(chat.replies.last).to_contain_text("Remember me.")
+    chat.wait_idle()
+    chat.page.reload()
+    chat.page.wait_for_function("() => document.querySelector('chatbot-sheet')?.getToken")
+    chat.open()
+    expect(chat.sheet.get_by_text("First question")).to_be_visible()
+    expect(chat.replies.last.locator("strong")).to_have_text("me")
+    # The restored turn is sent back as history with the next message.
+    chat.send("Second question")
+    expect(chat.replies.last).to_contain_text("Second reply.")
+    body = fake_anthropic.message_requests[-1].body
+    assert body is not None
+    history = body["messages"]
+    assert any("First question" in str(m["content"]) for m in history)
+    chat.sheet.get_by_role("button", name="New chat").click()
+    expect(chat.replies).to_have_count(0)
+    chat.page.reload()
+    chat.page.wait_for_function("() => document.querySelector('chatbot-sheet')?.getToken")
+    chat.open()
+    expect(chat.replies).to_have_count(0)
+
+
+def test_each_demo_user_has_their_own_conversation(chat: ChatPage, fake_anthropic: FakeAnthropic) -> None:
+    fake_anthropic.enqueue(Reply.text("For Alice."))
+    chat.open()
+    chat.send("Alice asks")
+    expect(chat.replies.last).to_contain_text("For Alice.")
+    chat.wait_idle()
+    chat.page.keyboard.press("Escape")
+    chat.page.get_by_label("Demo user").select_option("user_carol")
+    chat.open()
+    expect(chat.sheet.get_by_text("Hi Carol, how can I help?")).to_be_visible()
+    expect(chat.replies).to_have_count(0)
+
+
+def test_mobile_viewport_gets_a_full_width_sheet_that_works(
+    server: LiveServer, new_context: Callable[..., BrowserContext], fake_anthropic: FakeAnthropic
+) -> None:
+    fake_anthropic.enqueue(Reply.text("| a | b |\n|---|---|\n| " + "long-cell-content " * 6 + "| x |"))
+    context = new_context(viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True)
+    chat = ChatPage(context.new_page(), server).goto().open()
+    box = chat.sheet.bounding_box()
+    assert box is not None and box["x"] == 0 and box["width"] == 360
+    chat.send("Wide table please")
+    expect(chat.replies.last.locator("table")).to_be_visible()
+    chat.wait_idle()
+    # Nothing pushes the page sideways: wide content scrolls inside its own box.
+    assert chat.page.evaluate("() => document.documentElement.scrollWidth") <= 360
+    sheet_overflow = chat.page.evaluate(
+        "() => { const s = document.querySelector('chatbot-sheet').shadowRoot.querySelector('.cb-messages');"
+        " return s.scrollWidth - s.clientWidth; }"
+    )
+    assert sheet_overflow <= 0
+
+
+def test_reduced_motion_opens_the_sheet_without_sliding(
+    server: LiveServer, new_context: Callable[..., BrowserContext]
+) -> None:
+    chat = ChatPage(new_context(reduced_motion="reduce").new_page(), server).goto()
+    chat.page.get_by_role("button", name="Open chat").click()
+    duration = chat.page.evaluate(
+        "() => getComputedStyle(document.querySelector('chatbot-sheet').shadowRoot.querySelector('.cb-sheet'))"
+        ".transitionDuration"
+    )
+    assert set(duration.replace(" ", "").split(",")) == {"0s"}
