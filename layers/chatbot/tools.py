@@ -1,0 +1,366 @@
+"""The MCP tools over the application data, and the `Toolbox` the agent loop uses to list and call them.
+
+One `MCPServer` defines the tools; the chatbot reaches it in-process through one `mcp.Client`. The caller's
+identity travels in the request's `_meta` (set by `Toolbox.call` from the server-side `Caller`, never from
+the model's arguments), and the organization is always the caller's own: no tool takes an organization.
+Every tool declares its permission in its MCP `_meta`; the listing is filtered by it, and it is checked
+both in `Toolbox.call` and again inside the server before the tool body runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import functools
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from typing import Annotated, Any, TypeVar, cast
+
+import anyio
+from mcp import Client, MCPError
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import RequestParamsMeta, TextContent, ToolAnnotations
+from pydantic import Field
+
+from .appdata import AppData, AppDataError
+from .errors import Unavailable
+from .permissions import Caller, Role, is_role
+
+logger = logging.getLogger(__name__)
+
+CALLER_META_KEY = "chatbot.app/caller"
+PERMISSION_META_KEY = "chatbot.app/permission"
+
+F = TypeVar("F", bound=Callable[..., Awaitable[str]])
+
+READ = ToolAnnotations(
+    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+)
+ADD = ToolAnnotations(
+    read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False
+)
+CHANGE = ToolAnnotations(
+    read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
+)
+
+UserId = Annotated[str | None, Field(description="The member's user id.", min_length=1, max_length=200)]
+Email = Annotated[str | None, Field(description="The member's email address.", min_length=3, max_length=254)]
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """A tool call's outcome for the model."""
+
+    is_error: bool
+    content: str  # text for the model (JSON text for structured results)
+
+
+def caller_meta(caller: Caller) -> RequestParamsMeta:
+    """The request `_meta` that tells the server who is calling."""
+    return cast(RequestParamsMeta, {CALLER_META_KEY: asdict(caller)})
+
+
+def _caller(ctx: Context) -> Caller:
+    """The caller our client put in the request `_meta`; a request without one is refused."""
+    meta = ctx.request_context.meta or {}
+    raw = meta.get(CALLER_META_KEY)
+    fields = ("user_id", "org_id", "role", "name", "email", "org_name")
+    if not isinstance(raw, dict) or not all(isinstance(raw.get(f, ""), str) for f in fields):
+        raise ToolError("No caller identity on this request.")
+    if not raw.get("user_id") or not raw.get("org_id") or not is_role(raw.get("role")):
+        raise ToolError("No caller identity on this request.")
+    return Caller(**{f: raw.get(f, "") for f in fields})
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def not_permitted(caller: Caller, name: str, permission: str) -> str:
+    """The refusal text for a tool the caller's role does not allow."""
+    return f"Not permitted: {name} needs {permission}, which the role {caller.role} does not have."
+
+
+def build_server(appdata: AppData) -> MCPServer:
+    """The MCP server with the eight application-data tools, each bound to `appdata`."""
+    server: MCPServer = MCPServer("chatbot-app", instructions="Tools over the caller's own organization.")
+
+    def tool(name: str, permission: str, annotations: ToolAnnotations, description: str) -> Callable[[F], F]:
+        """Register `fn` (its Context parameter named `ctx`) as tool `name`, refusing any caller whose role
+        lacks `permission` before it runs."""
+
+        def register(fn: F) -> F:
+            @functools.wraps(fn)
+            async def guarded(*args: Any, **kwargs: Any) -> str:
+                ctx = kwargs["ctx"]
+                caller = _caller(ctx)
+                if not caller.can(permission):
+                    raise ToolError(not_permitted(caller, name, permission))
+                try:
+                    return await fn(*args, **kwargs)
+                except AppDataError as exc:
+                    raise ToolError(str(exc)) from exc
+                except Unavailable as exc:
+                    raise ToolError(exc.message) from exc
+
+            server.add_tool(
+                guarded,
+                name=name,
+                description=description,
+                annotations=annotations,
+                meta={PERMISSION_META_KEY: permission},
+                structured_output=False,
+            )
+            return fn
+
+        return register
+
+    @tool(
+        "organization_get",
+        "organization:read",
+        READ,
+        "Get your organization: id, name, member count, created.",
+    )
+    async def organization_get(ctx: Context) -> str:
+        organization = await appdata.get_organization(_caller(ctx).org_id)
+        return _json(organization.to_dict())
+
+    @tool(
+        "member_list",
+        "member:read",
+        READ,
+        "List your organization's members (user id, name, email, role, joined), optionally of one role.",
+    )
+    async def member_list(
+        ctx: Context, role: Annotated[Role | None, Field(description="Only members with this role.")] = None
+    ) -> str:
+        members = await appdata.list_members(_caller(ctx).org_id, role=role)
+        return _json({"count": len(members), "members": [m.to_dict() for m in members]})
+
+    @tool("member_get", "member:read", READ, "Get one member by user_id or email (give one).")
+    async def member_get(ctx: Context, user_id: UserId = None, email: Email = None) -> str:
+        member = await appdata.get_member(_caller(ctx).org_id, user_id=user_id, email=email)
+        return _json(member.to_dict())
+
+    @tool(
+        "member_update_role",
+        "member:update",
+        CHANGE,
+        "Change a member's role, member found by user_id or email (give one). "
+        "Roles rank owner > admin > member > viewer.",
+    )
+    async def member_update_role(
+        ctx: Context,
+        role: Annotated[Role, Field(description="The new role.")],
+        user_id: UserId = None,
+        email: Email = None,
+    ) -> str:
+        member, previous = await appdata.update_member_role(_caller(ctx), role, user_id=user_id, email=email)
+        return _json(
+            {"member": member.to_dict(), "previous_role": previous, "changed": previous != member.role}
+        )
+
+    @tool("member_remove", "member:delete", CHANGE, "Remove a member, found by user_id or email (give one).")
+    async def member_remove(ctx: Context, user_id: UserId = None, email: Email = None) -> str:
+        member = await appdata.remove_member(_caller(ctx), user_id=user_id, email=email)
+        return _json({"removed": member.to_dict()})
+
+    @tool(
+        "invitation_list",
+        "invitation:read",
+        READ,
+        "List pending invitations (id, email, role, inviter, created).",
+    )
+    async def invitation_list(ctx: Context) -> str:
+        invitations = await appdata.list_invitations(_caller(ctx).org_id)
+        return _json({"count": len(invitations), "invitations": [i.to_dict() for i in invitations]})
+
+    @tool("invitation_create", "invitation:create", ADD, "Invite an email address to join with a role.")
+    async def invitation_create(
+        ctx: Context,
+        email: Annotated[str, Field(description="Address to invite.", min_length=3, max_length=254)],
+        role: Annotated[Role, Field(description="Role on joining.")],
+    ) -> str:
+        invitation = await appdata.create_invitation(_caller(ctx), email, role)
+        return _json({"invitation": invitation.to_dict()})
+
+    @tool(
+        "invitation_cancel",
+        "invitation:cancel",
+        CHANGE,
+        "Cancel a pending invitation by id or email (give one).",
+    )
+    async def invitation_cancel(
+        ctx: Context,
+        invitation_id: Annotated[str | None, Field(description="The invitation id.", min_length=1)] = None,
+        email: Annotated[str | None, Field(description="The invited address.", min_length=3)] = None,
+    ) -> str:
+        invitation = await appdata.cancel_invitation(_caller(ctx), invitation_id=invitation_id, email=email)
+        return _json({"canceled": invitation.to_dict()})
+
+    return server
+
+
+def compact_schema(schema: Any) -> Any:
+    """`schema` without what only costs the model tokens: pydantic's `title`s, and the `null` branch and
+    `default: null` of optional properties (leaving an optional property out means the same)."""
+    if isinstance(schema, list):
+        return [compact_schema(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    any_of = schema.get("anyOf")
+    null = {"type": "null"}
+    if isinstance(any_of, list) and len(any_of) == 2 and null in any_of and schema.get("default", 0) is None:
+        rest = {key: value for key, value in schema.items() if key not in ("anyOf", "default")}
+        schema = {**next(branch for branch in any_of if branch != null), **rest}
+    cleaned: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key == "title" and isinstance(value, str):
+            continue
+        if key == "properties" and isinstance(value, dict):
+            cleaned[key] = {prop: compact_schema(sub) for prop, sub in value.items()}
+        else:
+            cleaned[key] = compact_schema(value)
+    return cleaned
+
+
+@dataclass(frozen=True)
+class _Listed:
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+    permission: str
+
+
+class Toolbox:
+    """Owns the MCP server and one in-process client; created once in the app lifespan."""
+
+    def __init__(
+        self, appdata: AppData, *, timeout_seconds: float = 20, max_result_chars: int = 20_000
+    ) -> None:
+        self.server = build_server(appdata)
+        self.timeout_seconds = timeout_seconds
+        self.max_result_chars = max_result_chars
+        self._client: Client | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        self._tools: dict[str, _Listed] = {}
+
+    async def __aenter__(self) -> Toolbox:
+        """Connect the in-process client and cache the tool listing (it does not change at runtime)."""
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[Client] = loop.create_future()
+        self._stop = asyncio.Event()
+        # The client's task group lives in a task of its own, so the Toolbox may be closed from another task
+        # than the one that opened it (pytest fixtures, some lifespan runners).
+        self._runner = asyncio.create_task(self._hold_open(ready, self._stop), name="toolbox-mcp-client")
+        try:
+            self._client = await ready
+        except BaseException:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+            raise
+        return self
+
+    async def _hold_open(self, ready: asyncio.Future[Client], stop: asyncio.Event) -> None:
+        try:
+            async with Client(self.server) as client:
+                listing = await client.list_tools()
+                while True:
+                    for t in listing.tools:
+                        permission = (t.meta or {}).get(PERMISSION_META_KEY)
+                        if not isinstance(permission, str):
+                            raise RuntimeError(f"tool {t.name} declares no permission")
+                        self._tools[t.name] = _Listed(
+                            t.name, t.description or "", compact_schema(t.input_schema), permission
+                        )
+                    if listing.next_cursor is None:
+                        break
+                    listing = await client.list_tools(cursor=listing.next_cursor)
+                ready.set_result(client)
+                await stop.wait()
+        except asyncio.CancelledError:
+            ready.cancel()
+            raise
+        except BaseException as exc:
+            if ready.done():
+                raise
+            ready.set_exception(exc)
+
+    async def __aexit__(self, *exc: object) -> None:
+        """Close the in-process client."""
+        self._client = None
+        if self._runner is not None:
+            self._stop.set()
+            runner, self._runner = self._runner, None
+            await runner
+
+    def _allowed(self, caller: Caller) -> list[_Listed]:
+        return sorted((t for t in self._tools.values() if caller.can(t.permission)), key=lambda t: t.name)
+
+    async def definitions(self, caller: Caller) -> list[dict[str, Any]]:
+        """Anthropic tool params for the tools `caller`'s role allows, sorted by name (fresh dicts each time)."""
+        if self._client is None:
+            raise RuntimeError("Toolbox is not open; use `async with Toolbox(...)`")
+        return [
+            {"name": t.name, "description": t.description, "input_schema": copy.deepcopy(t.input_schema)}
+            for t in self._allowed(caller)
+        ]
+
+    async def call(self, caller: Caller, name: str, arguments: object) -> ToolResult:
+        """Run tool `name` for `caller`; any problem comes back as an `is_error` result, never an exception."""
+        client = self._client
+        if client is None:
+            raise RuntimeError("Toolbox is not open; use `async with Toolbox(...)`")
+        listed = self._tools.get(name)
+        if listed is None:
+            available = ", ".join(t.name for t in self._allowed(caller)) or "none"
+            return ToolResult(True, f"Unknown tool {name!r}. Available tools: {available}.")
+        if not caller.can(listed.permission):
+            return ToolResult(True, not_permitted(caller, name, listed.permission))
+        if not isinstance(arguments, dict) or not all(isinstance(key, str) for key in arguments):
+            return ToolResult(True, f"Invalid arguments for {name}: they must be a JSON object.")
+        unknown = sorted(set(arguments) - set(listed.input_schema.get("properties", {})))
+        if unknown:
+            hint = (
+                " The organization is always your own; it is not an argument." if "org_id" in unknown else ""
+            )
+            return ToolResult(True, f"Invalid arguments for {name}: unknown {', '.join(unknown)}.{hint}")
+        try:
+            with anyio.fail_after(self.timeout_seconds):
+                result = await client.call_tool(name, arguments, meta=caller_meta(caller))
+        except TimeoutError:
+            note = (
+                ""
+                if listed.permission.endswith(":read")
+                else " Check whether the change was applied before retrying."
+            )
+            return ToolResult(True, f"{name} timed out after {self.timeout_seconds:g} s.{note}")
+        except MCPError as exc:
+            logger.warning("tool %s failed with a protocol error: %s", name, exc)
+            return ToolResult(True, f"{name} failed: {exc}")
+        except (
+            Exception
+        ) as exc:  # boundary: a broken call must reach the model as a result, not end the request
+            logger.exception("tool %s failed in the client", name)
+            return ToolResult(
+                True, f"{name} failed unexpectedly ({type(exc).__name__}); it may not have run."
+            )
+        text = "\n".join(block.text for block in result.content if isinstance(block, TextContent))
+        if result.is_error:
+            # Pydantic's help links cost tokens and mean nothing to the user.
+            text = "\n".join(line for line in text.splitlines() if "errors.pydantic.dev" not in line)
+        return self._capped(result.is_error, text)
+
+    def _capped(self, is_error: bool, text: str) -> ToolResult:
+        if len(text) <= self.max_result_chars:
+            return ToolResult(is_error, text)
+        marker = f"\n[TRUNCATED: first {{}} of {len(text)} characters shown; ask for less.]"
+        keep = max(self.max_result_chars - len(marker.format(self.max_result_chars)), 0)
+        marker = marker.format(keep)
+        return ToolResult(True, text[:keep] + marker)
