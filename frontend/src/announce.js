@@ -8,7 +8,9 @@ const BOUNDARY = /[.!?…:;](?=\s)|\n/g;
  * `{text, upTo}` (what to announce and the new announced length), or null when nothing is due.
  * `final` flushes whatever is left.
  */
-export function nextAnnouncement(plain, announced, final = false) {
+export function nextAnnouncement(full, announced, final = false) {
+  // Trailing whitespace (a rendered block's closing newline) is not a boundary: more may follow.
+  const plain = full.trimEnd();
   if (plain.length <= announced) return null;
   let end = plain.length;
   if (!final) {

@@ -97,6 +97,9 @@ describe("screen reader announcements", () => {
     assert.deepEqual(nextAnnouncement("Hello there. How are", 0), { text: "Hello there.", upTo: 12 });
     assert.equal(nextAnnouncement("Hello there. How are", 12), null);
     assert.deepEqual(nextAnnouncement("Hello there. How are you", 12, true), { text: "How are you", upTo: 24 });
+    // A block's trailing newline is not the end of a sentence: the paragraph may go on.
+    assert.equal(nextAnnouncement("Hello there\n", 0), null);
+    assert.deepEqual(nextAnnouncement("One.\nTwo", 0), { text: "One.", upTo: 5 });
   });
 });
 

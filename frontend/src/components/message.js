@@ -38,7 +38,7 @@ export class ChatbotMessage {
 
   /** The plain text of the assistant's rendered Markdown so far (what a screen reader should hear). */
   plainText() {
-    return this.parts ? this.parts.filter((p) => p instanceof TextPart).map((p) => p.el.textContent).join("\n") : "";
+    return this.parts ? this.parts.filter((p) => p instanceof TextPart).map((p) => p.el.textContent.trim()).join("\n") : "";
   }
 
   update(message) {

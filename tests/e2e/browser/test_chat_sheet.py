@@ -352,3 +352,58 @@ def test_reduced_motion_opens_the_sheet_without_sliding(
         ".transitionDuration"
     )
     assert set(duration.replace(" ", "").split(",")) == {"0s"}
+
+
+def _distance_to_end(chat: ChatPage) -> float:
+    distance: float = chat.page.evaluate(
+        "() => { const s = document.querySelector('chatbot-sheet').shadowRoot.querySelector('.cb-messages');"
+        " return s.scrollHeight - s.scrollTop - s.clientHeight; }"
+    )
+    return distance
+
+
+def test_list_follows_new_text_stays_put_when_scrolled_up_and_offers_jump_to_latest(
+    chat: ChatPage, fake_anthropic: FakeAnthropic
+) -> None:
+    paragraphs = "\n\n".join(f"Paragraph {i} of a long answer." for i in range(80))
+    fake_anthropic.enqueue(Reply.text(paragraphs, chunks=160, delay=0.03))
+    chat.open()
+    chat.send("Write a lot")
+    reply = chat.replies.last
+    expect(reply).to_contain_text("Paragraph 25 ")
+    assert _distance_to_end(chat) < 32, "follows the text while the reader is at the bottom"
+    chat.page.evaluate(
+        "() => { document.querySelector('chatbot-sheet').shadowRoot.querySelector('.cb-messages').scrollTop = 0; }"
+    )
+    jump = chat.page.get_by_role("button", name="Jump to latest")
+    expect(jump).to_be_visible()
+    expect(reply).to_contain_text("Paragraph 40 ")
+    top = chat.page.evaluate(
+        "() => document.querySelector('chatbot-sheet').shadowRoot.querySelector('.cb-messages').scrollTop"
+    )
+    assert top == 0, "a reader who scrolled up is left where they are"
+    jump.click()
+    expect(jump).to_be_hidden()
+    chat.page.wait_for_function(
+        "() => { const s = document.querySelector('chatbot-sheet').shadowRoot.querySelector('.cb-messages');"
+        " return s.scrollHeight - s.scrollTop - s.clientHeight < 32; }"
+    )
+    expect(reply).to_contain_text("Paragraph 79 ")
+    chat.wait_idle()
+    assert _distance_to_end(chat) < 32
+
+
+def test_streamed_text_is_announced_politely_in_whole_sentences(
+    chat: ChatPage, fake_anthropic: FakeAnthropic
+) -> None:
+    fake_anthropic.enqueue(
+        Reply.text("First sentence here. Second one follows. And a last bit", chunks=12, delay=0.03)
+    )
+    chat.open()
+    chat.send("Talk to me")
+    announcer = chat.page.locator("chatbot-sheet [aria-live='polite']")
+    expect(announcer).to_contain_text("First sentence here.")
+    chat.wait_idle()
+    expect(announcer.locator("p")).to_have_text(
+        ["First sentence here.", "Second one follows.", "And a last bit"], timeout=5000
+    )
