@@ -140,7 +140,11 @@ class RedisRequestLock:
                     keys=[lock_key(user_id)], args=[request_id, self._ttl_ms]
                 )
         except BaseException:
-            self._leases.pop(request_id, None)
+            # The SET may have landed before the failure (a timeout, or the caller was cancelled while
+            # waiting for the reply): give back what might be ours rather than lock the user out for
+            # a whole TTL. Bounded, and it never raises.
+            with anyio.CancelScope(shield=True):
+                await self._release(lease)
             raise
         if not acquired:
             self._leases.pop(request_id, None)

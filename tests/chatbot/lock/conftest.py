@@ -49,6 +49,11 @@ class TcpProxy:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self.replies_flowing = asyncio.Event()
+        """Clear it to hold Redis's replies back (commands still reach Redis); set it to let them through."""
+        self.replies_flowing.set()
+        self.reply_held = asyncio.Event()
+        """Set once a reply from Redis is being held back (so Redis has run the command)."""
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
@@ -71,13 +76,18 @@ class TcpProxy:
             return
         self._writers.update((client_writer, upstream_writer))
         await asyncio.gather(
-            self._pipe(client_reader, upstream_writer),
-            self._pipe(upstream_reader, client_writer),
+            self._pipe(client_reader, upstream_writer, None),
+            self._pipe(upstream_reader, client_writer, self.replies_flowing),
         )
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, gate: asyncio.Event | None
+    ) -> None:
         try:
             while data := await reader.read(65536):
+                if gate is not None and not gate.is_set():
+                    self.reply_held.set()
+                    await gate.wait()
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):
