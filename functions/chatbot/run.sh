@@ -11,36 +11,9 @@ APP_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # (tests point it at the built layer) comes first.
 export PYTHONPATH="${PYTHONPATH:+${PYTHONPATH}:}/opt/python"
 
-# Secrets are read from Secrets Manager once per cold start rather than copied into the function's
-# configuration, where anyone allowed to read the configuration could see them. ANTHROPIC_API_KEY_SECRET_ARN
-# and AUTH_JWT_SECRET_ARN name secrets whose plain-text values become ANTHROPIC_API_KEY and AUTH_JWT_SECRET
-# (unless those are already set).
-if [[ -n "${ANTHROPIC_API_KEY_SECRET_ARN:-}${AUTH_JWT_SECRET_ARN:-}" ]]; then
-    # Assigned before eval: a failing fetch must stop the start-up (set -e), not export nothing.
-    secret_exports="$(python - <<'PY'
-import os
-import shlex
-import sys
-
-import boto3
-
-client = boto3.client("secretsmanager")
-for arn_variable, name in (
-    ("ANTHROPIC_API_KEY_SECRET_ARN", "ANTHROPIC_API_KEY"),
-    ("AUTH_JWT_SECRET_ARN", "AUTH_JWT_SECRET"),
-):
-    arn = os.environ.get(arn_variable, "")
-    if not arn or os.environ.get(name):
-        continue
-    value = client.get_secret_value(SecretId=arn).get("SecretString", "").strip()
-    if not value:
-        sys.exit(f"the secret {arn_variable} names has no plain-text value")
-    print(f"export {name}={shlex.quote(value)}")
-PY
-)"
-    eval "${secret_exports}"
-    unset secret_exports
-fi
+# ANTHROPIC_API_KEY_SECRET_ARN and AUTH_JWT_SECRET_ARN (secrets kept out of the function's configuration)
+# are read by the app itself while it starts (chatbot/credentials.py), in this one process: a second
+# Python started here just to fetch them cost a full interpreter start and boto3 import per cold start.
 
 # --lifespan on: a failing start-up must stop the process (Lambda then reports an init error) instead
 # of serving requests half-configured. A long keep-alive: the adapter reuses its connection to this

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import boto3
 from anthropic import AsyncAnthropic
 from botocore.config import Config
@@ -21,13 +23,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import local
+from . import credentials, local
 from .agent import Turn
 from .appdata import AppData
 from .auth import Identity, TokenVerifier, bearer_token
 from .chat import ChatStream, EventStreamResponse
 from .errors import ChatbotDisabled, ChatbotError, Forbidden, Unavailable
-from .lock import RequestLock, create_lock
+from .lock import Lease, RequestLock, create_lock
 from .observability import RequestMetrics, log_context, logger
 from .permissions import Caller
 from .quota import QuotaLedger
@@ -77,6 +79,36 @@ async def _caller(services: Services, identity: Identity) -> Caller:
     return caller
 
 
+async def _admit(services: Services, identity: Identity, request_id: str) -> tuple[Caller, Lease]:
+    """The caller (membership read, DynamoDB) and their lock (Redis), fetched concurrently: two stores, one
+    round trip each, in the time of the slower. A refused membership wins over a held lock, as if checked
+    first, and gives the lock back."""
+    membership = asyncio.ensure_future(_caller(services, identity))
+    locking = asyncio.ensure_future(services.lock.acquire(identity.user_id, request_id))
+    try:
+        await asyncio.wait((membership, locking))
+    except asyncio.CancelledError:
+        membership.cancel()
+        locking.cancel()
+        await _release_if_acquired(locking)
+        raise
+    try:
+        caller = membership.result()
+        if not caller.can("chatbot:use"):
+            raise Forbidden(f"The {caller.role} role may not use the assistant.")
+    except BaseException:
+        await _release_if_acquired(locking)
+        raise
+    return caller, locking.result()
+
+
+async def _release_if_acquired(locking: asyncio.Future[Lease]) -> None:
+    with anyio.CancelScope(shield=True):
+        await asyncio.wait((locking,))
+        if not locking.cancelled() and locking.exception() is None:
+            await locking.result().release()
+
+
 async def post_message(request: Request) -> Response:
     """Admit the request (auth, role, lock, quota) and stream the answer."""
     services = _services(request)
@@ -86,11 +118,8 @@ async def post_message(request: Request) -> Response:
     identity = await _identify(request)
     with log_context(user_id=identity.user_id, org_id=identity.org_id):
         payload = parse_message(body)
-        caller = await _caller(services, identity)
-        if not caller.can("chatbot:use"):
-            raise Forbidden(f"The {caller.role} role may not use the assistant.")
         request_id = _request_id(request)
-        lease = await services.lock.acquire(caller.user_id, request_id)
+        caller, lease = await _admit(services, identity, request_id)
         settings = services.settings
         turn = Turn(
             client=services.anthropic,
@@ -258,7 +287,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
             effective = settings
             if settings.chatbot_local:
                 effective = stack.enter_context(local.environment(settings))
-            dynamodb = dynamodb_client(effective)
+            # Reading the secrets (network) overlaps creating the DynamoDB client (CPU: loading its model).
+            effective, dynamodb = await asyncio.gather(
+                anyio.to_thread.run_sync(credentials.resolve, effective),
+                anyio.to_thread.run_sync(dynamodb_client, effective),
+            )
             if effective.chatbot_local:
                 await local.prepare_tables(dynamodb, effective)
             services = build_services(effective, dynamodb)

@@ -15,6 +15,9 @@ class Settings(BaseSettings):
 
     anthropic_api_key: SecretStr | None = None
     anthropic_base_url: str | None = None
+    # Deployed: Secrets Manager ARNs whose values fill the two secrets at start-up (see credentials.py).
+    anthropic_api_key_secret_arn: str | None = None
+    auth_jwt_secret_arn: str | None = None
 
     chatbot_model: str = "claude-haiku-4-5"
     chatbot_max_tokens: int = Field(default=4096, ge=1, le=64000)
