@@ -5,6 +5,7 @@ Never active in Lambda: the template does not set `CHATBOT_LOCAL`, owns the tabl
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import socket
@@ -51,6 +52,9 @@ def environment(settings: Settings) -> Iterator[Settings]:
     server = None
     if settings.aws_endpoint_url_dynamodb is None:
         from moto.server import ThreadedMotoServer  # only local runs import moto
+
+        # The embedded server's per-request access log would drown the app's own.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
         port = _free_port()
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
