@@ -85,6 +85,10 @@ class ChatStream:
                             self._metrics.count("ToolErrors")
                     if item["type"] in ("done", "error"):
                         self._outcome = item.get("stop_reason") or item.get("code", "error")
+                        # Released before the client reads the end, so its next message is admitted.
+                        await self.close()
+                        yield encode(item)
+                        return
                     yield encode(item)
                 elif cancelled in done:
                     final = event("done", stop_reason="cancelled", iterations=self._turn.iterations)
@@ -97,6 +101,7 @@ class ChatStream:
             if self._turn.unreported is not None:
                 yield encode(event("usage", **self._turn.unreported.as_dict()))
                 self._turn.unreported = None
+            await self.close()
             yield encode(final)
         finally:
             for future in (getter, cancelled):

@@ -115,6 +115,7 @@ class RedisRequestLock:
         self._acquire_script = self._redis.register_script(_ACQUIRE)
         self._release_script = self._redis.register_script(_RELEASE)
         self._leases: dict[str, Lease] = {}
+        self._retries: set[asyncio.Task[None]] = set()
         self._listener: asyncio.Task[None] | None = None
         self._timeout = operation_timeout
         self._listener_poll = min(operation_timeout, 5.0)
@@ -158,7 +159,20 @@ class RedisRequestLock:
                 await self._release_script(
                     keys=[lock_key(lease.user_id), cancel_key(lease.request_id)], args=[lease.request_id]
                 )
-        except (redis_errors.RedisError, TimeoutError) as exc:
+        except _UNREACHABLE as exc:
+            # A blip must not lock the user out for the whole TTL: keep trying in the background (the
+            # request's end is not held up) until Redis answers or the key has expired anyway.
+            logger.error(
+                "Could not release the request lock of user %s (request %s); retrying in the background "
+                "until Redis is back (at worst it expires with its TTL): %r",
+                lease.user_id,
+                lease.request_id,
+                exc,
+            )
+            retry = asyncio.create_task(self._release_later(lease), name="chatbot-lock-release-retry")
+            self._retries.add(retry)
+            retry.add_done_callback(self._retries.discard)
+        except redis_errors.RedisError as exc:
             # The key's TTL frees the user eventually; failing the request's cleanup would help nobody.
             logger.error(
                 "Could not release the request lock of user %s (request %s); it expires with its TTL: %r",
@@ -166,6 +180,26 @@ class RedisRequestLock:
                 lease.request_id,
                 exc,
             )
+
+    async def _release_later(self, lease: Lease) -> None:
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self._ttl_ms / 1000
+        backoff = 0.1
+        while loop.time() < give_up:
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self._listener_max_backoff)
+            try:
+                with anyio.fail_after(self._timeout):
+                    await self._release_script(
+                        keys=[lock_key(lease.user_id), cancel_key(lease.request_id)], args=[lease.request_id]
+                    )
+            except _UNREACHABLE:
+                continue
+            except redis_errors.RedisError as exc:
+                logger.error("Gave up releasing the request lock of user %s: %r", lease.user_id, exc)
+                return
+            logger.info("Released the request lock of user %s once Redis was back", lease.user_id)
+            return
 
     async def cancel(self, user_id: str) -> bool:
         """Signal the user's in-flight request on whichever instance runs it. True if one was in flight."""
@@ -188,7 +222,11 @@ class RedisRequestLock:
             await self._redis.ping()
 
     async def aclose(self) -> None:
-        """Stop the cancel listener and close the connection pool."""
+        """Stop the cancel listener and any release retries, and close the connection pool."""
+        for retry in list(self._retries):
+            retry.cancel()
+        if self._retries:
+            await asyncio.wait(list(self._retries), timeout=1)
         if self._listener is not None:
             listener, self._listener = self._listener, None
             # redis-py swallows a cancellation that lands while the listener is still connecting and
