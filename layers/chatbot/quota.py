@@ -68,7 +68,9 @@ TOOL_USE_SYSTEM_TOKENS = 1024
 
 _COUNTERS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
 
-# Rejections: the write certainly did not happen, so the retry may use a fresh idempotency token.
+# Rejections: this attempt did not happen. The retry still keeps the idempotency token: boto3 retries
+# inside one call, so an earlier attempt of the same call may have been applied with its reply lost (a
+# 500), and only the same token stops the retry from applying it twice.
 _THROTTLING_CODES = frozenset(
     {
         "ProvisionedThroughputExceededException",
@@ -442,12 +444,9 @@ class QuotaLedger:
                     if "ConditionalCheckFailed" in reasons:
                         return False
                     if reasons & _TRANSIENT_REASONS:
-                        failure, token = error, str(uuid.uuid4())
+                        failure = error
                         continue
-                elif code in _THROTTLING_CODES:
-                    failure, token = error, str(uuid.uuid4())
-                    continue
-                elif code in _UNKNOWN_OUTCOME_CODES:
+                elif code in _THROTTLING_CODES or code in _UNKNOWN_OUTCOME_CODES:
                     failure = error
                     continue
                 logger.error("quota: DynamoDB refused a usage write: %s", error)
