@@ -46,7 +46,9 @@ class MessageRequest(BaseModel):
 
     def messages(self) -> list[dict[str, object]]:
         """The conversation as Messages API params, ending with the new user message."""
-        messages: list[dict[str, object]] = [{"role": turn.role, "content": turn.content} for turn in self.history]
+        messages: list[dict[str, object]] = [
+            {"role": turn.role, "content": turn.content} for turn in self.history
+        ]
         messages.append({"role": "user", "content": self.message})
         return messages
 
