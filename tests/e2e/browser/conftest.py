@@ -72,18 +72,24 @@ def _build_frontend() -> None:
 
 
 @pytest.fixture(scope="session")
-def playwright_session() -> Iterator[Playwright]:
+def frontend_built() -> None:
     if not Path(CHROMIUM).exists():
         message = f"{CHROMIUM} is missing: `apt-get install -y chromium` (.ci/run does this)"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
     _build_frontend()
+
+
+# Module scope, not session: Playwright's sync API keeps an event loop running in the main thread while it
+# is open, which would break every asyncio test collected after the browser tests.
+@pytest.fixture(scope="module")
+def playwright_session(frontend_built: None) -> Iterator[Playwright]:
     with sync_playwright() as playwright:
         yield playwright
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright_session: Playwright) -> Iterator[Browser]:
     browser = playwright_session.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
     yield browser
