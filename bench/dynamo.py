@@ -1,0 +1,198 @@
+"""A lean in-memory DynamoDB for the benchmark: only what the message path sends, answered in microseconds.
+
+moto is a faithful but slow DynamoDB (milliseconds per call, and calls queue behind each other), so under
+concurrency it, not the app, sets the pace. This server speaks the same JSON protocol for the operations a
+chat request uses (`TransactGetItems` for the membership, `TransactWriteItems` for the usage ledger with
+its `SET ... ADD ...` updates and `attribute_not_exists(#t) OR #t <= :cap` conditions, `BatchGetItem`,
+`GetItem` for the `member_get` tool, `PutItem` for seeding), applies each request atomically (one event
+loop), and refuses anything else with a 400 so a gap cannot pass unnoticed. Real DynamoDB answers in a few
+milliseconds in-region and does not slow down with concurrency; `--latency` adds a fixed delay per call
+to model that. `python -m bench.dynamo --port N [--latency 0.004]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+from typing import Any
+
+import uvicorn
+
+Item = dict[str, Any]
+ITEMS: dict[tuple[str, str, str], Item] = {}
+PREFIX = "com.amazonaws.dynamodb.v20120810#"
+
+
+class Refused(Exception):
+    def __init__(self, kind: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.body = {"__type": PREFIX + kind, "message": message, **extra}
+
+
+def _key(table: str, key: Item) -> tuple[str, str, str]:
+    return table, key["pk"]["S"], key["sk"]["S"]
+
+
+def _names(request: Item, token: str) -> str:
+    return str(request.get("ExpressionAttributeNames", {}).get(token, token))
+
+
+def _condition_holds(item: Item | None, request: Item) -> bool:
+    expression = request.get("ConditionExpression")
+    if not expression:
+        return True
+    values = request.get("ExpressionAttributeValues", {})
+    m = re.fullmatch(r"attribute_not_exists\((\S+?)\)(?: OR (\S+) <= (\S+))?", expression.strip())
+    if not m:
+        raise Refused("ValidationException", f"unsupported condition {expression!r}")
+    attribute = _names(request, m.group(1))
+    if item is None or attribute not in item:
+        return True
+    if m.group(2) is None:
+        return False
+    return int(item[_names(request, m.group(2))]["N"]) <= int(values[m.group(3)]["N"])
+
+
+def _apply_update(item: Item, request: Item) -> None:
+    values = request.get("ExpressionAttributeValues", {})
+    m = re.fullmatch(r"SET (.+?)(?: ADD (.+))?", request["UpdateExpression"].strip())
+    if not m:
+        raise Refused("ValidationException", f"unsupported update {request['UpdateExpression']!r}")
+    for part in m.group(1).split(","):
+        name, value = (s.strip() for s in part.split("="))
+        item[_names(request, name)] = values[value]
+    for part in (m.group(2) or "").split(","):
+        if not part.strip():
+            continue
+        name, value = part.split()
+        attribute = _names(request, name)
+        current = int(item.get(attribute, {"N": "0"})["N"])
+        item[attribute] = {"N": str(current + int(values[value]["N"]))}
+
+
+def transact_write_items(body: Item) -> Item:
+    actions = body["TransactItems"]
+    reasons: list[dict[str, str]] = []
+    for action in actions:
+        ((kind, request),) = action.items()
+        if kind != "Update":
+            raise Refused("ValidationException", f"unsupported transaction action {kind}")
+        ok = _condition_holds(ITEMS.get(_key(request["TableName"], request["Key"])), request)
+        reasons.append({"Code": "None"} if ok else {"Code": "ConditionalCheckFailed", "Message": "failed"})
+    if any(r["Code"] != "None" for r in reasons):
+        codes = ", ".join(r["Code"] for r in reasons)
+        raise Refused(
+            "TransactionCanceledException",
+            f"Transaction cancelled, please refer cancellation reasons for specific reasons [{codes}]",
+            CancellationReasons=reasons,
+        )
+    for action in actions:
+        request = action["Update"]
+        key = _key(request["TableName"], request["Key"])
+        item = ITEMS.setdefault(key, dict(request["Key"]))
+        _apply_update(item, request)
+    return {}
+
+
+def transact_get_items(body: Item) -> Item:
+    responses = []
+    for action in body["TransactItems"]:
+        request = action["Get"]
+        item = ITEMS.get(_key(request["TableName"], request["Key"]))
+        responses.append({"Item": item} if item is not None else {})
+    return {"Responses": responses}
+
+
+def get_item(body: Item) -> Item:
+    item = ITEMS.get(_key(body["TableName"], body["Key"]))
+    return {"Item": item} if item is not None else {}
+
+
+def batch_get_item(body: Item) -> Item:
+    responses: dict[str, list[Item]] = {}
+    for table, request in body["RequestItems"].items():
+        found = (ITEMS.get(_key(table, key)) for key in request["Keys"])
+        responses[table] = [item for item in found if item is not None]
+    return {"Responses": responses, "UnprocessedKeys": {}}
+
+
+def put_item(body: Item) -> Item:
+    key = _key(body["TableName"], body["Item"])
+    if not _condition_holds(ITEMS.get(key), body):
+        raise Refused("ConditionalCheckFailedException", "The conditional request failed")
+    ITEMS[key] = body["Item"]
+    return {}
+
+
+OPERATIONS = {
+    "TransactWriteItems": transact_write_items,
+    "TransactGetItems": transact_get_items,
+    "GetItem": get_item,
+    "BatchGetItem": batch_get_item,
+    "PutItem": put_item,
+}
+
+
+def make_app(latency: float) -> Any:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        raw = b""
+        while True:
+            message = await receive()
+            raw += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        if scope["method"] == "GET":  # readiness probe of the benchmark
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"ok"})
+            return
+        target = dict(scope["headers"]).get(b"x-amz-target", b"").decode()
+        operation = OPERATIONS.get(target.rpartition(".")[2])
+        status, payload = 200, {}
+        if latency:
+            await asyncio.sleep(latency)
+        try:
+            if operation is None:
+                raise Refused(
+                    "UnknownOperationException", f"bench.dynamo does not implement {target or scope['path']}"
+                )
+            payload = operation(json.loads(raw))
+        except Refused as refused:
+            status, payload = 400, refused.body
+        body = json.dumps(payload).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/x-amz-json-1.0"),
+                    (b"x-amzn-requestid", b"bench"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every call")
+    args = parser.parse_args()
+    uvicorn.run(
+        make_app(args.latency),
+        host="127.0.0.1",
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        backlog=4096,
+    )
+
+
+if __name__ == "__main__":
+    main()
