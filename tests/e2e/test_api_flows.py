@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 
 from tests.e2e.conftest import LiveServer, ServerFactory, wait_until
 from tests.e2e.sse import frames, read_stream
-from tests.fakes.anthropic_api import FakeAnthropic, Reply
+from tests.fakes.anthropic_api import RECORDED_STREAMS, FakeAnthropic, Reply
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "anthropic-streams"
+FIXTURES = RECORDED_STREAMS
 READ_TOOLS = ["member_get", "member_list", "organization_get"]
 ALL_TOOLS = [
     "invitation_cancel",

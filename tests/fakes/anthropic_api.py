@@ -67,6 +67,9 @@ Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
+RECORDED_STREAMS = Path(__file__).resolve().parents[1] / "fixtures" / "anthropic-streams"
+"""Real Anthropic streams recorded from the live API (a copy of shared/fixtures/anthropic-streams)."""
+
 DEFAULT_TEXT = "Hello from the fake Anthropic API."
 """The text of the reply sent when nothing is queued and no responder is installed."""
 

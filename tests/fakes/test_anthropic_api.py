@@ -20,6 +20,7 @@ import pytest
 
 from tests.fakes.anthropic_api import (
     DEFAULT_TEXT,
+    RECORDED_STREAMS,
     FakeAnthropic,
     Reply,
     ToolCall,
@@ -29,7 +30,7 @@ from tests.fakes.anthropic_api import (
     last_user_text,
 )
 
-FIXTURES = Path("/work/shared/fixtures/anthropic-streams")
+FIXTURES = RECORDED_STREAMS
 MODEL = "claude-haiku-4-5"
 USER_HI: list[Any] = [{"role": "user", "content": "hi"}]
 
