@@ -118,6 +118,8 @@ def run(label: str, quick: bool) -> dict[str, Any]:
         results["cold"] = cold
         results["importtime"] = measure.importtime()
     results["build"] = measure.build_size()
+    print("layer bytecode", flush=True)
+    results["layer_bytecode"] = measure.layer_bytecode()
     results["machine"]["load_after"] = os.getloadavg()
     return results
 

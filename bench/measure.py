@@ -235,11 +235,10 @@ def importtime(top: int = 15) -> dict[str, Any]:
         m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)", line)
         if not m:
             continue
-        cumulative, depth, name = int(m.group(2)), len(m.group(3)), m.group(4)
-        if depth == 1:  # a top-level import of `main`'s process
-            top_name = name.split(".")[0]
-            packages[top_name] = packages.get(top_name, 0) + cumulative
-            total += cumulative
+        # Self time summed by top-level package: where the import time goes, wherever it is imported from.
+        own, name = int(m.group(1)), m.group(4)
+        packages[name.split(".")[0]] = packages.get(name.split(".")[0], 0) + own
+        total += own
     heaviest = sorted(packages.items(), key=lambda kv: -kv[1])[:top]
     return {"total_us": total, "packages": heaviest}
 
@@ -319,3 +318,53 @@ def build_size() -> dict[str, Any]:
             key=lambda kv: -kv[1],
         )[:10]
     return {"dirs": sizes, "built_at": newest, "layer_heaviest": heaviest}
+
+
+def layer_bytecode(runs: int = 3) -> dict[str, list[float]]:
+    """Seconds to import the built function from the built layer (as Lambda does, /opt read-only, so
+    nothing can be cached: `-B`) without and with the layer's .pyc files."""
+    import shutil
+    import tempfile
+
+    build = ROOT / ".aws-sam" / "build"
+    layer, function = build / "ChatbotLayer" / "python", build / "ChatbotFunction"
+    if not layer.is_dir():
+        return {}
+    times: dict[str, list[float]] = {"without_pyc": [], "with_pyc": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        bare, compiled = Path(tmp) / "bare", Path(tmp) / "compiled"
+        shutil.copytree(layer, bare, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(bare, compiled)
+        subprocess.run(
+            [
+                PYTHON,
+                "-m",
+                "compileall",
+                "-q",
+                "-j",
+                "0",
+                "--invalidation-mode",
+                "unchecked-hash",
+                str(compiled),
+            ],
+            capture_output=True,
+            check=False,
+        )
+        env = {"PYTHONDONTWRITEBYTECODE": "1", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}
+        for _ in range(runs):
+            for key, path in (("without_pyc", bare), ("with_pyc", compiled)):
+                started = time.monotonic()
+                subprocess.run(
+                    [
+                        PYTHON,
+                        "-B",
+                        "-c",
+                        f"import sys; sys.path[:0] = [{str(function)!r}, {str(path)!r}]; import main",
+                    ],
+                    cwd=function,
+                    env={**os.environ, **env},
+                    capture_output=True,
+                    check=True,
+                )
+                times[key].append(time.monotonic() - started)
+    return times

@@ -281,8 +281,68 @@ def write(out: Path) -> None:
     DOC.write_text(render(runs))
 
 
-def _cols(runs: dict[str, Any]) -> str:
-    return " | ".join(runs)
+def target_summary(runs: dict[str, dict[str, Any]]) -> str:
+    """The targets of the performance issue against the latest run."""
+    label = list(runs)[-1]
+    latest = runs[label]
+    ttft = ttft_summary(latest["ttft_lean_redis"])
+    cold = cold_summary(latest)
+    steps = breakdown_summary(latest["breakdown"])
+    conc = concurrency_summary(latest["concurrency_lean"])
+    top = max(conc, key=int)
+    k0, k3 = steps["0"], steps[max(steps, key=int)]
+    rows = [
+        (
+            "Added TTFT, sequential (lean DynamoDB, Redis)",
+            "p50 ≤ 10 ms, p99 ≤ 30 ms",
+            f"per pair p50 {f(ttft['paired'][50])} ms; quantiles p50 {f(ttft['added'][50])}, p99 "
+            f"{f(ttft['added'][99])} ms; per pair p99 {f(ttft['paired'][99])} ms",
+            "not met at p50 by ~3 ms: our steps before the model call take "
+            f"{f(ttft['pre_model'][50])} ms, the rest is the extra HTTP hop and SSE re-framing; the per-pair "
+            "tail is this loaded machine's scheduling, which the direct calls show too",
+        ),
+        (
+            "Admission round trips",
+            "one per store",
+            "app data 1 (`TransactGetItems`) ∥ Redis 1, then usage ledger 1",
+            "met",
+        ),
+        (
+            "Usage writes",
+            "one DynamoDB write per model call",
+            f"{k0['dynamodb']['TransactWriteItems']:g} writes for 1 call, "
+            f"{k3['dynamodb']['TransactWriteItems']:g} for {k3['model_calls']:g} (one per call + the last settle)",
+            "met (+1 final settle)",
+        ),
+        ("Redis round trips", "-", f"{k0['redis']:g} per request whatever the tool calls", "-"),
+        (
+            "Ready after start",
+            "≤ floor + 150 ms",
+            f"floor {f(cold['floor'], 0)} ms, ready {f(cold['ready'], 0)} ms: +{f(cold['gap'], 0)} ms",
+            "not met (was "
+            + (f"+{f(cold_summary(runs['before'])['gap'], 0)} ms" if "before" in runs else "-")
+            + "); the rest is boto3's DynamoDB client (~80-150 ms), reading the secrets, building services",
+        ),
+        (
+            "First request after a cold start",
+            "≤ warm + 100 ms",
+            f"+{f(cold['first_penalty'], 0)} ms",
+            "met",
+        ),
+        (
+            f"{top} simultaneous streams, one process",
+            "all complete, p99 added ≤ 150 ms, RSS ≤ 300 MB",
+            f"{conc[top]['completion']:.0%} complete, p99 added {f(conc[top]['added99'], 0)} ms, "
+            f"peak RSS {conc[top]['rss']:.0f} MB",
+            "completion and RSS met; latency not: CPU-bound (see below); in Lambda each stream has its own "
+            "environment",
+        ),
+    ]
+    out = ["## Summary against the targets\n", f"Latest run: **{label}**.\n"]
+    out.append("| target | wanted | measured | verdict |")
+    out.append("| --- | --- | --- | --- |")
+    out += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    return "\n".join(out) + "\n"
 
 
 def render(runs: dict[str, dict[str, Any]]) -> str:
@@ -320,6 +380,8 @@ def render(runs: dict[str, dict[str, Any]]) -> str:
         'on DynamoDB", and "added without DynamoDB"). For a production estimate add two in-region DynamoDB '
         "round trips before the first token (membership read ∥ lock, then the quota reservation).\n"
     )
+
+    add(target_summary(runs))
 
     # 1. TTFT
     add("## 1. Added time to first token\n")
@@ -411,11 +473,22 @@ def render(runs: dict[str, dict[str, Any]]) -> str:
     ):
         add(f"| {name} | " + " | ".join(f(colds[label][key]) for label in labels) + " |")
     add(f"\nRuns per column: { {label: c['runs'] for label, c in colds.items()} }.\n")
+    bytecode = latest.get("layer_bytecode") or {}
+    if bytecode:
+        bare, compiled = statistics.median(bytecode["without_pyc"]), statistics.median(bytecode["with_pyc"])
+        add(
+            f"**Bytecode in the layer.** Importing the built function from the built layer with nothing cached "
+            f"(as in Lambda, where /opt is read-only) takes {bare * 1000:.0f} ms when the layer has no `.pyc` "
+            f"files — what `sam build` produces: it unpacks wheels without compiling them — and "
+            f"{compiled * 1000:.0f} ms with them (medians of {len(bytecode['with_pyc'])}). `make build` now "
+            "compiles the layer and the function after `sam build` (`compileall --invalidation-mode "
+            "unchecked-hash` with the runtime's interpreter): the largest cold-start saving found.\n"
+        )
     imp = latest["importtime"]
     add(
-        f"`python -X importtime -c 'import main'` ({labels[-1]}): {imp['total_us'] / 1000:.0f} ms in all; heaviest top-level imports:\n"
+        f"`python -X importtime -c 'import main'` ({labels[-1]}): {imp['total_us'] / 1000:.0f} ms in all (importtime's own overhead included); self time summed by top-level package:\n"
     )
-    add("| module | cumulative ms |")
+    add("| package | ms |")
     add("| --- | ---: |")
     for name, us in imp["packages"]:
         add(f"| `{name}` | {us / 1000:.0f} |")
@@ -536,6 +609,13 @@ per request, which no Python stack here approaches. In production each Lambda ex
 one invocation at a time, so 300 simultaneous streams run on 300 environments, each at the sequential
 figures above; the single-process table matters for running the app in a container. RSS stays far under
 300 MB at every level. The tables against moto add moto's queueing on top (seconds at 100+ streams).
+
+**A 40 ms mode in every path.** The TTFT plot is bimodal: about half the requests, direct SDK calls
+and app requests alike, take ~40 ms longer (direct ~5 ms or ~45 ms; app ~18 ms or ~58 ms). The app adds
+the same ~13 ms in either mode, which is why the per-pair p50 is the figure to read, and why the quantile
+differences can come out negative. A fixed 40 ms step is the signature of a TCP delayed-ACK interaction
+between the fake server and an HTTP client; it is not in the app's steps (the probes' server-side times do
+not show it). Worth a follow-up to tell whether the SDK's HTTP stack would show it against the real API.
 
 Further CPU savings, not done here because `agent.py`/`chat.py` are being changed for reliability at the
 same time: coalesce SSE events already queued into one write (fewer Starlette/uvicorn/socket passes per
