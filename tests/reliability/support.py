@@ -324,3 +324,13 @@ def captured_logs() -> Iterator[LogCapture]:
     finally:
         for logger in loggers:
             logger.removeHandler(capture)
+
+
+if __name__ == "__main__":
+    # `python -m tests.reliability.support PORT`: the serialising DynamoDB server in a process of its own.
+    import sys
+
+    standalone = SerialDynamoDB(DomainDispatcherApplication(create_backend_app))
+    make_server(
+        "127.0.0.1", int(sys.argv[1]), standalone, threaded=True, request_handler=MotoRequestHandler
+    ).serve_forever()
