@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -120,10 +121,10 @@ class Turn:
             assert self._open is not None
             reservation = self._open[0]
             self.iterations += 1
-            message = await self._call_model(reservation.max_tokens, emit)
-            if message.stop_reason != "tool_use":
-                return "max_tokens" if message.stop_reason == "max_tokens" else "end_turn"
-            await self._run_tools(message, emit)
+            answer = await self._call_model(reservation.max_tokens, emit)
+            if answer.stop_reason != "tool_use":
+                return "max_tokens" if answer.stop_reason == "max_tokens" else "end_turn"
+            await self._run_tools(answer, emit)
         return "max_iterations"
 
     async def finish(self) -> None:
@@ -157,50 +158,60 @@ class Turn:
             "messages": _with_cache_breakpoint(self.messages),
         }
 
-    async def _call_model(self, max_tokens: int, emit: Emit) -> Any:
+    async def _call_model(self, max_tokens: int, emit: Emit) -> Answer:
         assert self._open is not None
         reservation = self._open[0]
-        started: Usage = Usage()
-        streamed_bytes = 0
+        answer = Answer()
         try:
-            async with self.client.messages.stream(**self._params(max_tokens)) as stream:
+            # The raw event stream, not the SDK's `messages.stream()` helper: that one rebuilds a snapshot of
+            # the whole message on every event, which was the largest CPU cost per request (see BENCHMARKS).
+            async with await self.client.messages.create(**self._params(max_tokens), stream=True) as stream:
                 async for evt in stream:
-                    if evt.type == "message_start":
-                        started = _usage(evt.message.usage)
-                        self._open = (reservation, started)
-                    elif evt.type == "text":
-                        streamed_bytes += len(evt.text.encode())
-                        await emit(event("text", text=evt.text))
-                    elif evt.type == "input_json":
-                        streamed_bytes += len(evt.partial_json.encode())
-                message = await stream.get_final_message()
+                    if evt.type == "content_block_delta":
+                        delta = evt.delta
+                        if delta.type == "text_delta":
+                            answer.add_text(evt.index, delta.text)
+                            await emit(event("text", text=delta.text))
+                        elif delta.type == "input_json_delta":
+                            answer.add_json(evt.index, delta.partial_json)
+                    elif evt.type == "content_block_start":
+                        answer.start_block(evt.index, evt.content_block)
+                    elif evt.type == "message_start":
+                        answer.usage = _usage(evt.message.usage)
+                        self._open = (reservation, answer.usage)
+                    elif evt.type == "message_delta":
+                        answer.stop_reason = evt.delta.stop_reason
+                        answer.usage = _usage(evt.usage, answer.usage)
+            content = answer.content()
         except asyncio.CancelledError:
             # Cancelled or out of time: leaving the `async with` closed the upstream connection, so generation
             # stops. The edge reports this call's usage before its final event.
-            self.unreported = self._cut_short(reservation, started, streamed_bytes)
+            self.unreported = self._cut_short(reservation, answer)
             raise
         except (anthropic.AnthropicError, httpx2.TransportError, ValueError) as exc:
-            await self._report(self._cut_short(reservation, started, streamed_bytes), emit)
+            await self._report(self._cut_short(reservation, answer), emit)
             raise upstream_error(exc) from exc
-        usage = _usage(message.usage)
-        if message.stop_reason is None:
-            # The stream ended without message_delta / message_stop: the answer is incomplete.
-            await self._report(self._cut_short(reservation, usage, streamed_bytes), emit)
+        if answer.stop_reason is None:
+            # The stream ended without message_delta: the answer is incomplete.
+            await self._report(self._cut_short(reservation, answer), emit)
             raise UpstreamError("The model's answer was cut off.")
-        self._open = (reservation, usage)
-        self.totals = self.totals + usage
-        await self._report(usage, emit)
-        self.messages.append({"role": "assistant", "content": _content_params(message.content)})
-        return message
+        self._open = (reservation, answer.usage)
+        self.totals = self.totals + answer.usage
+        await self._report(answer.usage, emit)
+        self.messages.append({"role": "assistant", "content": content})
+        return answer
 
-    def _cut_short(self, reservation: Reservation, seen: Usage, streamed_bytes: int) -> Usage:
+    def _cut_short(self, reservation: Reservation, answer: Answer) -> Usage:
         """Charge a call that did not finish: the input it reported, and output estimated from the bytes
         streamed when the API's own count did not arrive."""
+        seen = answer.usage
         usage = Usage(
             input_tokens=seen.input_tokens,
             cache_creation_input_tokens=seen.cache_creation_input_tokens,
             cache_read_input_tokens=seen.cache_read_input_tokens,
-            output_tokens=max(seen.output_tokens, math.ceil(streamed_bytes / BYTES_PER_TOKEN_ESTIMATE)),
+            output_tokens=max(
+                seen.output_tokens, math.ceil(answer.streamed_bytes / BYTES_PER_TOKEN_ESTIMATE)
+            ),
         )
         self._open = (reservation, usage)
         self.totals = self.totals + usage
@@ -210,49 +221,95 @@ class Turn:
     async def _report(usage: Usage, emit: Emit) -> None:
         await emit(event("usage", **usage.as_dict()))
 
-    async def _run_tools(self, message: Any, emit: Emit) -> None:
-        calls = [block for block in message.content if block.type == "tool_use"]
-        for block in calls:
-            await emit(event("tool_use", id=block.id, name=block.name, input=block.input))
+    async def _run_tools(self, answer: Answer, emit: Emit) -> None:
+        calls = answer.tool_calls()
+        for call in calls:
+            await emit(event("tool_use", id=call["id"], name=call["name"], input=call["input"]))
 
-        async def run_one(block: Any) -> dict[str, Any]:
-            result = await self.toolbox.call(self.caller, block.name, block.input)
+        async def run_one(call: dict[str, Any]) -> dict[str, Any]:
+            result = await self.toolbox.call(self.caller, call["name"], call["input"])
             shown = result.content
             if len(shown) > DISPLAY_RESULT_CHARS:
                 shown = shown[:DISPLAY_RESULT_CHARS] + "…"
             await emit(
-                event("tool_result", id=block.id, name=block.name, is_error=result.is_error, content=shown)
+                event(
+                    "tool_result", id=call["id"], name=call["name"], is_error=result.is_error, content=shown
+                )
             )
             return {
                 "type": "tool_result",
-                "tool_use_id": block.id,
+                "tool_use_id": call["id"],
                 "content": result.content,
                 "is_error": result.is_error,
             }
 
-        results = await asyncio.gather(*(run_one(block) for block in calls))
+        results = await asyncio.gather(*(run_one(call) for call in calls))
         self.messages.append({"role": "user", "content": list(results)})
 
 
-def _usage(raw: Any) -> Usage:
+def _usage(raw: Any, base: Usage | None = None) -> Usage:
+    """Counts from a `message_start` usage, or a `message_delta` one (cumulative; fields it omits keep `base`)."""
+    base = base or Usage()
+
+    def count(name: str, fallback: int) -> int:
+        value = getattr(raw, name, None)
+        return fallback if value is None else int(value)
+
     return Usage(
-        input_tokens=raw.input_tokens or 0,
-        output_tokens=raw.output_tokens or 0,
-        cache_creation_input_tokens=getattr(raw, "cache_creation_input_tokens", None) or 0,
-        cache_read_input_tokens=getattr(raw, "cache_read_input_tokens", None) or 0,
+        input_tokens=count("input_tokens", base.input_tokens),
+        output_tokens=count("output_tokens", base.output_tokens),
+        cache_creation_input_tokens=count("cache_creation_input_tokens", base.cache_creation_input_tokens),
+        cache_read_input_tokens=count("cache_read_input_tokens", base.cache_read_input_tokens),
     )
 
 
-def _content_params(content: list[Any]) -> list[dict[str, Any]]:
-    """The assistant's content blocks as request params for the next call (empty text blocks are refused by
-    the API, so they are dropped)."""
-    params: list[dict[str, Any]] = []
-    for block in content:
-        if block.type == "text" and block.text:
-            params.append({"type": "text", "text": block.text})
+@dataclass
+class Answer:
+    """One model call's answer, accumulated from the raw stream: its blocks, stop reason and usage."""
+
+    stop_reason: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    streamed_bytes: int = 0
+    _blocks: dict[int, dict[str, Any]] = field(default_factory=dict)
+    _content: list[dict[str, Any]] = field(default_factory=list)
+
+    def start_block(self, index: int, block: Any) -> None:
+        if block.type == "text":
+            self._blocks[index] = {"type": "text", "text": block.text or ""}
         elif block.type == "tool_use":
-            params.append({"type": "tool_use", "id": block.id, "name": block.name, "input": block.input})
-    return params
+            self._blocks[index] = {"type": "tool_use", "id": block.id, "name": block.name, "json": ""}
+
+    def add_text(self, index: int, text: str) -> None:
+        self.streamed_bytes += len(text.encode())
+        block = self._blocks.setdefault(index, {"type": "text", "text": ""})
+        block["text"] += text
+
+    def add_json(self, index: int, partial: str) -> None:
+        self.streamed_bytes += len(partial.encode())
+        if index in self._blocks:
+            self._blocks[index]["json"] += partial
+
+    def content(self) -> list[dict[str, Any]]:
+        """The blocks as request params for the next call. Empty text blocks are dropped (the API refuses
+        them); a tool input that is not a JSON object raises ValueError, as the SDK's own helper does."""
+        params: list[dict[str, Any]] = []
+        for _, block in sorted(self._blocks.items()):
+            if block["type"] == "text" and block["text"]:
+                params.append({"type": "text", "text": block["text"]})
+            elif block["type"] == "tool_use":
+                raw = block["json"].strip()
+                tool_input = json.loads(raw) if raw else {}
+                if not isinstance(tool_input, dict):
+                    raise ValueError(f"tool input for {block['name']} is not a JSON object")
+                params.append(
+                    {"type": "tool_use", "id": block["id"], "name": block["name"], "input": tool_input}
+                )
+        self._content = params
+        return params
+
+    def tool_calls(self) -> list[dict[str, Any]]:
+        """The tool_use blocks of the answer (after `content()`)."""
+        return [block for block in self._content if block["type"] == "tool_use"]
 
 
 def _with_cache_breakpoint(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

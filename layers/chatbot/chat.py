@@ -24,6 +24,10 @@ QUEUE_SIZE = 256
 CLEANUP_SECONDS = 10
 
 
+def _ends(item: Any) -> bool:
+    return item is _END or item["type"] in ("done", "error")
+
+
 class ChatStream:
     """Drives a `Turn` in a producer task and turns its events into SSE bytes, with keep-alives, the
     request deadline and cancellation. Exactly one `done` or `error` event ends the stream."""
@@ -70,26 +74,25 @@ class ChatStream:
                     return_when=asyncio.FIRST_COMPLETED,
                 )
                 if getter in done:
-                    item = getter.result()
+                    # Everything already queued goes out in one write: fewer sends under load.
+                    batch = [getter.result()]
                     getter = None
-                    if item is _END:
-                        return
-                    if item["type"] == "text" and self._first_text_at is None:
-                        self._first_text_at = time.monotonic()
-                        self._metrics.milliseconds(
-                            "TimeToFirstToken", (self._first_text_at - self._started) * 1000
-                        )
-                    if item["type"] == "tool_result":
-                        self._metrics.count("ToolCalls")
-                        if item["is_error"]:
-                            self._metrics.count("ToolErrors")
-                    if item["type"] in ("done", "error"):
-                        self._outcome = item.get("stop_reason") or item.get("code", "error")
-                        # Released before the client reads the end, so its next message is admitted.
-                        await self.close()
-                        yield encode(item)
-                        return
-                    yield encode(item)
+                    while not self._queue.empty() and not _ends(batch[-1]):
+                        batch.append(self._queue.get_nowait())
+                    frames: list[bytes] = []
+                    for item in batch:
+                        if item is _END:
+                            if frames:
+                                yield b"".join(frames)
+                            return
+                        self._observe(item)
+                        frames.append(encode(item))
+                        if item["type"] in ("done", "error"):
+                            # Released before the client reads the end, so its next message is admitted.
+                            await self.close()
+                            yield b"".join(frames)
+                            return
+                    yield b"".join(frames)
                 elif cancelled in done:
                     final = event("done", stop_reason="cancelled", iterations=self._turn.iterations)
                     self._outcome = "cancelled"
@@ -107,6 +110,18 @@ class ChatStream:
             for future in (getter, cancelled):
                 if future is not None:
                     future.cancel()
+
+    def _observe(self, item: dict[str, Any]) -> None:
+        """Metrics of an event on its way out."""
+        if item["type"] == "text" and self._first_text_at is None:
+            self._first_text_at = time.monotonic()
+            self._metrics.milliseconds("TimeToFirstToken", (self._first_text_at - self._started) * 1000)
+        elif item["type"] == "tool_result":
+            self._metrics.count("ToolCalls")
+            if item["is_error"]:
+                self._metrics.count("ToolErrors")
+        elif item["type"] in ("done", "error"):
+            self._outcome = item.get("stop_reason") or item.get("code", "error")
 
     async def _produce(self) -> None:
         async def emit(evt: dict[str, Any]) -> None:
