@@ -101,7 +101,10 @@ async def test_hundreds_of_concurrent_streams_all_complete_without_cross_talk_an
     users = seed_members(settings.aws_endpoint_url_dynamodb or "", settings.app_table, "org_acme", streams)
     fake_anthropic.set_responder(echo)
     process = psutil.Process()
-    limits = httpx.Limits(max_connections=streams, max_keepalive_connections=streams)
+    # Every stream on a connection of its own, as separate users' browsers would be. Reusing a pooled
+    # connection the server has just closed for idling (its keep-alive timeout, while the slowest stream of
+    # the previous wave finished) fails on the client side with a ReadError that says nothing about the app.
+    limits = httpx.Limits(max_connections=streams, max_keepalive_connections=0)
     ttft: list[float] = []
     rss: list[int] = []
     async with httpx.AsyncClient(base_url=server.base_url, limits=limits, timeout=60.0) as client:
