@@ -6,7 +6,7 @@ import asyncio
 import json
 
 from tests.e2e.conftest import LiveServer, ServerFactory, wait_until
-from tests.e2e.sse import frames, read_stream
+from tests.e2e.sse import frames
 from tests.fakes.anthropic_api import RECORDED_STREAMS, FakeAnthropic, Reply
 
 FIXTURES = RECORDED_STREAMS
@@ -349,7 +349,3 @@ async def test_wait_until_is_bounded() -> None:
     except AssertionError:
         return
     raise AssertionError("wait_until did not give up")
-
-
-def _unused() -> None:
-    read_stream  # noqa: B018 - re-exported helper kept importable for other suites
