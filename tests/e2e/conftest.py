@@ -4,6 +4,7 @@ and the project's fake Anthropic API."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 import time
@@ -19,7 +20,7 @@ from chatbot.app import create_app
 from chatbot.settings import Settings
 from moto.server import ThreadedMotoServer
 
-from tests.e2e.sse import Stream, read_stream
+from tests.e2e.sse import Stream, frames, read_stream
 from tests.fakes.anthropic_api import FakeAnthropic
 
 SECRET = "e2e-secret-e2e-secret-e2e-secret!"
@@ -85,6 +86,25 @@ class LiveServer:
 
     def client(self, **kwargs: Any) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.base_url, timeout=httpx.Timeout(30.0), **kwargs)
+
+    def auth(
+        self, token: str | None = None, user: str = "user_alice", org: str = "org_acme"
+    ) -> dict[str, str]:
+        """The Authorization header for `token` (or a fresh token for `user` in `org`)."""
+        return {"authorization": f"Bearer {token or self.token(user, org)}"}
+
+    @contextlib.asynccontextmanager
+    async def streaming(
+        self, text: str = "go", *, token: str | None = None
+    ) -> AsyncIterator[tuple[httpx.AsyncClient, AsyncIterator[dict[str, Any] | None]]]:
+        """POST a message and hand over the client and its frames as they arrive (for cancel/disconnect tests)."""
+        async with (
+            self.client() as client,
+            client.stream(
+                "POST", "/api/chatbot/message", json={"message": text}, headers=self.auth(token)
+            ) as response,
+        ):
+            yield client, frames(response)
 
     async def message(
         self,

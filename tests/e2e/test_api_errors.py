@@ -9,7 +9,6 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import LiveServer, ServerFactory
-from tests.e2e.sse import frames
 from tests.fakes.anthropic_api import FakeAnthropic, Reply
 
 
@@ -32,9 +31,7 @@ async def assert_nothing_left_behind(server: LiveServer, fake: FakeAnthropic) ->
     """No model call was made, no usage written, and the user's lock is free."""
     assert fake.message_requests == []
     async with server.client() as client:
-        report = (
-            await client.get("/api/chatbot/usage", headers={"authorization": f"Bearer {server.token()}"})
-        ).json()
+        report = (await client.get("/api/chatbot/usage", headers=server.auth())).json()
     assert report["tiers"]["user"]["used"] == 0
     assert (await server.message("still fine?")).status == 200
 
@@ -71,9 +68,7 @@ async def test_chunked_body_over_64_kib_without_length_gets_413(server: LiveServ
             yield b"x" * 4096
 
     async with server.client() as client:
-        response = await client.post(
-            "/api/chatbot/message", content=body(), headers={"authorization": f"Bearer {server.token()}"}
-        )
+        response = await client.post("/api/chatbot/message", content=body(), headers=server.auth())
     assert response.status_code == 413
 
 
@@ -127,21 +122,12 @@ async def test_two_instances_sharing_redis_admit_one_request_per_user_and_cancel
     user = "user_alice"
     fake_anthropic.enqueue(Reply.hang(after_events=4))
     token = first.token(user)
-    async with (
-        first.client() as client,
-        client.stream(
-            "POST",
-            "/api/chatbot/message",
-            json={"message": "go"},
-            headers={"authorization": f"Bearer {token}"},
-        ) as response,
-    ):
-        events = frames(response)
+    async with first.streaming(token=token) as (_, events):
         assert (await anext(events)) is not None
         refused = await second.message("me too", user=user)
         assert refused.status == 409
         async with second.client() as other:
-            cancelled = await other.post("/api/chatbot/cancel", headers={"authorization": f"Bearer {token}"})
+            cancelled = await other.post("/api/chatbot/cancel", headers=first.auth(token))
         assert cancelled.json() == {"cancelled": True}
         rest = [e async for e in events if e is not None]
     assert rest[-1]["stop_reason"] == "cancelled"

@@ -6,7 +6,6 @@ import asyncio
 import json
 
 from tests.e2e.conftest import LiveServer, ServerFactory, wait_until
-from tests.e2e.sse import frames
 from tests.fakes.anthropic_api import RECORDED_STREAMS, FakeAnthropic, Reply
 
 FIXTURES = RECORDED_STREAMS
@@ -148,19 +147,10 @@ async def test_cancel_stops_the_stream_closes_upstream_charges_usage_and_release
 ) -> None:
     fake_anthropic.enqueue(Reply.hang(after_events=4))
     token = server.token()
-    async with (
-        server.client() as client,
-        client.stream(
-            "POST",
-            "/api/chatbot/message",
-            json={"message": "go"},
-            headers={"authorization": f"Bearer {token}"},
-        ) as response,
-    ):
-        events = frames(response)
+    async with server.streaming(token=token) as (client, events):
         first = await anext(events)
         assert first is not None and first["type"] == "text"
-        cancel = await client.post("/api/chatbot/cancel", headers={"authorization": f"Bearer {token}"})
+        cancel = await client.post("/api/chatbot/cancel", headers=server.auth(token))
         assert cancel.json() == {"cancelled": True}
         rest = [e async for e in events if e is not None]
     assert rest[-1] == {"type": "done", "stop_reason": "cancelled", "iterations": 1}
@@ -169,8 +159,8 @@ async def test_cancel_stops_the_stream_closes_upstream_charges_usage_and_release
     await fake_anthropic.wait_for_disconnects_async(1)
 
     async with server.client() as client:
-        report = (await client.get("/api/chatbot/usage", headers={"authorization": f"Bearer {token}"})).json()
-        nothing = await client.post("/api/chatbot/cancel", headers={"authorization": f"Bearer {token}"})
+        report = (await client.get("/api/chatbot/usage", headers=server.auth(token))).json()
+        nothing = await client.post("/api/chatbot/cancel", headers=server.auth(token))
     charged = sum(usage[k] for k in usage if k != "type")
     assert report["tiers"]["user"]["used"] == charged
     assert nothing.json() == {"cancelled": False}
@@ -181,16 +171,8 @@ async def test_client_disconnect_closes_upstream_and_releases_the_lock(
     server: LiveServer, fake_anthropic: FakeAnthropic
 ) -> None:
     fake_anthropic.enqueue(Reply.hang(after_events=4))
-    async with (
-        server.client() as client,
-        client.stream(
-            "POST",
-            "/api/chatbot/message",
-            json={"message": "go"},
-            headers={"authorization": f"Bearer {server.token()}"},
-        ) as response,
-    ):
-        first = await anext(frames(response))
+    async with server.streaming() as (_, events):
+        first = await anext(events)
         assert first is not None and first["type"] == "text"
     # The client is gone: the model stream is closed and the user can chat again.
     await fake_anthropic.wait_for_disconnects_async(1)
@@ -238,9 +220,7 @@ async def test_usage_reports_what_the_stream_charged(server: LiveServer) -> None
     stream = await server.message("hi")
     charged = sum(sum(v for k, v in e.items() if k != "type") for e in stream.of("usage"))
     async with server.client() as client:
-        response = await client.get(
-            "/api/chatbot/usage", headers={"authorization": f"Bearer {server.token()}"}
-        )
+        response = await client.get("/api/chatbot/usage", headers=server.auth())
     report = response.json()
     assert set(report) == {"date", "resets_at", "tiers"}
     assert report["tiers"]["user"] == {"used": charged, "limit": 50000}
