@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import jwt
@@ -16,6 +14,8 @@ from chatbot.errors import Unauthorized
 from chatbot.settings import Settings
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.fakes.jwks import serve_jwks
 
 SECRET = "s3cret-for-tests-only-0123456789abcdef"
 
@@ -85,30 +85,10 @@ PUBLIC_PEM = KEY.public_key().public_bytes(
 ISSUER, AUDIENCE = "https://auth.example.test", "chatbot"
 
 
-def _jwk(kid: str) -> dict[str, Any]:
-    jwk: dict[str, Any] = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(KEY.public_key()))
-    return {**jwk, "kid": kid, "use": "sig", "alg": "RS256"}
-
-
 @pytest.fixture(scope="module")
 def jwks_url() -> Iterator[str]:
-    body = json.dumps({"keys": [_jwk("key-1")]}).encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/.well-known/jwks.json"
-    server.shutdown()
+    with serve_jwks(KEY.public_key(), "key-1") as url:
+        yield url
 
 
 @pytest.fixture

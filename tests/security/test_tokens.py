@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from jwt.algorithms import RSAAlgorithm
 
 from tests.e2e.conftest import LiveServer, ServerFactory
+from tests.fakes.jwks import serve_jwks
 
 ISSUER, AUDIENCE, KID = "https://auth.example.test", "chatbot", "key-1"
 PRIVATE = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -77,24 +75,8 @@ ROUTES = [("POST", "/api/chatbot/message"), ("POST", "/api/chatbot/cancel"), ("G
 
 @pytest.fixture(scope="module")
 def jwks_url() -> Iterator[str]:
-    jwk = json.loads(RSAAlgorithm.to_jwk(PRIVATE.public_key()))
-    body = json.dumps({"keys": [{**jwk, "kid": KID, "alg": "RS256", "use": "sig"}]}).encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/.well-known/jwks.json"
-    httpd.shutdown()
+    with serve_jwks(PRIVATE.public_key(), KID) as url:
+        yield url
 
 
 @pytest.fixture
