@@ -51,7 +51,8 @@ class LiveServer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.app = create_app(settings)
-        self._sock = socket.socket()
+        # IPPROTO_TCP so asyncio sets TCP_NODELAY on accepted connections (see tests/fakes/anthropic_api.py).
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
         self.port: int = self._sock.getsockname()[1]
