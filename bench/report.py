@@ -296,7 +296,7 @@ def target_summary(runs: dict[str, dict[str, Any]]) -> str:
     top = max(conc, key=int)
     k0, k3 = steps["0"], steps[max(steps, key=int)]
     p50_ok, p99_ok = ttft["paired"][50] <= 10, ttft["paired"][99] <= 30
-    before_gap = f"+{f(cold_summary(runs['before'])['gap'], 0)} ms" if "before" in runs else "-"
+    before_gap = f"{cold_summary(runs['before'])['gap']:+.0f} ms" if "before" in runs else "-"
     writes_ok = all(
         k["dynamodb"].get("TransactWriteItems", 0) <= k["model_calls"] + 1 for k in steps.values()
     )
@@ -332,13 +332,13 @@ def target_summary(runs: dict[str, dict[str, Any]]) -> str:
         (
             "Ready after start",
             "≤ floor + 150 ms",
-            f"floor {f(cold['floor'], 0)} ms, ready {f(cold['ready'], 0)} ms: +{f(cold['gap'], 0)} ms",
+            f"floor {f(cold['floor'], 0)} ms, ready {f(cold['ready'], 0)} ms: {cold['gap']:+.0f} ms",
             f"{_met(cold['gap'] <= 150)} (before: {before_gap})",
         ),
         (
             "First request after a cold start",
             "≤ warm + 100 ms",
-            f"+{f(cold['first_penalty'], 0)} ms",
+            f"{cold['first_penalty']:+.0f} ms",
             _met(cold["first_penalty"] <= 100),
         ),
         (
@@ -631,9 +631,12 @@ run on 300 environments, each at the sequential figures above; the single-proces
 the app in a container. RSS stays far under 300 MB at every level. The tables against moto add moto's
 queueing on top (seconds at 100+ streams).
 
-**A 40 ms mode in every path.** The TTFT plot is bimodal: about half the requests, direct SDK calls and app
-requests alike, take ~40 ms longer. The app adds about the same in either mode, which is why the per-pair
-p50 is the figure to read, and why quantile differences can come out negative. A fixed 40 ms step is the
-signature of a TCP delayed-ACK interaction between the fake server and an HTTP client; it is not in the
-app's steps (the probes' server-side times do not show it). Worth a follow-up against the real API.
+**The 40 ms mode, found and fixed.** Earlier runs had a bimodal TTFT: about half the requests, direct SDK
+calls and app requests alike, took ~40 ms longer. The cause was the test servers, not the app: the fake
+Anthropic API (and the e2e harness) served on a socket created as `socket.socket(AF_INET, SOCK_STREAM)`,
+whose `proto` is 0, and asyncio only sets `TCP_NODELAY` on transports whose socket says `IPPROTO_TCP`; so
+on every reused keep-alive connection Nagle held the response's second write until the client's delayed
+ACK (40 ms). Both now create their sockets with `IPPROTO_TCP`. The function itself is not affected:
+uvicorn started with `--host/--port` (as `run.sh` does) lets asyncio create the socket, with the right
+proto.
 """
