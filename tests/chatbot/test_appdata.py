@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -23,18 +22,7 @@ from chatbot.appdata import (
 from chatbot.errors import Unavailable
 from chatbot.permissions import Caller, Role
 
-from tests.fakes.dynamodb import APP_TABLE, AtomicClient, InterferingClient, seeded_dynamodb
-
-
-@pytest.fixture
-def dynamodb() -> Iterator[Any]:
-    with seeded_dynamodb() as client:
-        yield client
-
-
-@pytest.fixture
-def appdata(dynamodb: Any) -> AppData:
-    return AppData(AtomicClient(dynamodb), APP_TABLE)
+from tests.fakes.dynamodb import APP_TABLE, AtomicClient, InterferingClient
 
 
 async def caller(appdata: AppData, org_id: str, user_id: str) -> Caller:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -16,7 +16,7 @@ from chatbot.permissions import PERMISSIONS, Caller, Role
 from chatbot.tools import CALLER_META_KEY, PERMISSION_META_KEY, Toolbox, ToolResult, caller_meta
 from mcp import Client
 
-from tests.fakes.dynamodb import APP_TABLE, AtomicClient, seeded_dynamodb
+from tests.fakes.dynamodb import APP_TABLE, AtomicClient
 
 ALL_TOOLS = [
     "invitation_cancel",
@@ -29,17 +29,6 @@ ALL_TOOLS = [
     "organization_get",
 ]
 READ_TOOLS = ["member_get", "member_list", "organization_get"]
-
-
-@pytest.fixture
-def dynamodb() -> Iterator[Any]:
-    with seeded_dynamodb() as client:
-        yield client
-
-
-@pytest.fixture
-def appdata(dynamodb: Any) -> AppData:
-    return AppData(AtomicClient(dynamodb), APP_TABLE)
 
 
 @pytest.fixture
