@@ -30,15 +30,28 @@ export class ChatApi {
     this.fetch = fetchImpl;
   }
 
-  async #headers(json) {
-    const headers = { accept: json ? "application/json" : "text/event-stream" };
-    const token = await this.getToken?.();
-    if (token) headers.authorization = `Bearer ${token}`;
-    return headers;
+  /**
+   * Fetch `path` with the Bearer token. A 401 gets one retry with a token asked for afresh
+   * (`getToken({ forceRefresh: true })`): a token can expire between the host handing it out and the server
+   * checking it, and the server checks the token before anything else, so nothing happened the first time.
+   */
+  async #authorized(path, init, accept) {
+    let token = await this.getToken?.();
+    for (let attempt = 0; ; attempt += 1) {
+      const headers = { accept, ...init.headers };
+      if (token) headers.authorization = `Bearer ${token}`;
+      const response = await this.fetch(this.baseUrl + path, { ...init, headers });
+      if (response.status !== 401 || attempt > 0 || !this.getToken) return response;
+      const fresh = await this.getToken({ forceRefresh: true });
+      if (!fresh || fresh === token) return response;
+      token = fresh;
+    }
   }
 
-  async #json(path, init = {}) {
-    const response = await this.fetch(this.baseUrl + path, init);
+  async #json(path, init = {}, { auth = false } = {}) {
+    const response = auth
+      ? await this.#authorized(path, init, "application/json")
+      : await this.fetch(this.baseUrl + path, init);
     const body = await response.json().catch(() => null);
     if (!response.ok) throw apiError(response, body);
     return body;
@@ -50,13 +63,13 @@ export class ChatApi {
   }
 
   /** `GET /api/chatbot/usage`. */
-  async usage() {
-    return this.#json("/api/chatbot/usage", { headers: await this.#headers(true) });
+  usage() {
+    return this.#json("/api/chatbot/usage", {}, { auth: true });
   }
 
   /** `POST /api/chatbot/cancel`: stops this user's request in flight wherever it runs. */
-  async cancel() {
-    return this.#json("/api/chatbot/cancel", { method: "POST", headers: await this.#headers(true) });
+  cancel() {
+    return this.#json("/api/chatbot/cancel", { method: "POST" }, { auth: true });
   }
 
   /**
@@ -65,15 +78,18 @@ export class ChatApi {
    * lost), or the AbortError of `signal`.
    */
   async send({ message, history, signal, onEvent }) {
-    const headers = { ...(await this.#headers(false)), "content-type": "application/json" };
     let response;
     try {
-      response = await this.fetch(`${this.baseUrl}/api/chatbot/message`, {
-        method: "POST",
-        headers,
-        body: JSON.stringify({ message, history }),
-        signal,
-      });
+      response = await this.#authorized(
+        "/api/chatbot/message",
+        {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ message, history }),
+          signal,
+        },
+        "text/event-stream",
+      );
     } catch (error) {
       if (signal?.aborted) throw error;
       throw new StreamInterrupted(error);

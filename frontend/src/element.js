@@ -81,7 +81,7 @@ export class ChatbotSheetElement extends HTMLElement {
         this[name] = value;
       }
     }
-    this.#api = new ChatApi({ baseUrl: this.apiBase, getToken: () => this.#token() });
+    this.#api = new ChatApi({ baseUrl: this.apiBase, getToken: (options) => this.#token(options) });
     this.#render();
     this.#checkStatus();
     if (this.#getToken) this.#identify();
@@ -89,7 +89,7 @@ export class ChatbotSheetElement extends HTMLElement {
 
   attributeChangedCallback(name) {
     if (name === "api-base" && this.isConnected) {
-      this.#api = new ChatApi({ baseUrl: this.apiBase, getToken: () => this.#token() });
+      this.#api = new ChatApi({ baseUrl: this.apiBase, getToken: (options) => this.#token(options) });
       this.#checkStatus();
     }
     if (name === "heading" || name === "user-name" || name === "hide-when-disabled") this.#schedule();
@@ -222,8 +222,8 @@ export class ChatbotSheetElement extends HTMLElement {
     await Promise.race([pending, delay(2000)]);
   }
 
-  async #token() {
-    return this.#getToken ? await this.#getToken() : null;
+  async #token(options) {
+    return this.#getToken ? await this.#getToken(options) : null;
   }
 
   // Keys the stored conversation by who the token says the user is (and their organization).

@@ -43,6 +43,45 @@ describe("ChatApi", () => {
     await assert.rejects(api.send({ message: "x", history: [], onEvent: () => {} }), StreamInterrupted);
   });
 
+  it("retries a refused token once with a token asked for afresh", async () => {
+    const asked = [];
+    const sent = [];
+    const api = new ChatApi({
+      baseUrl: "",
+      getToken: async (options) => {
+        asked.push(options ?? {});
+        return options?.forceRefresh ? "fresh" : "stale";
+      },
+      fetch: async (url, init) => {
+        sent.push(init.headers.authorization);
+        if (init.headers.authorization === "Bearer stale") return jsonResponse(401, { error: "unauthorized" });
+        return sseResponse(['event: done\ndata: {"stop_reason":"end_turn","iterations":1}\n\n']);
+      },
+    });
+    const final = await api.send({ message: "x", history: [], onEvent: () => {} });
+    assert.equal(final.type, "done");
+    assert.deepEqual(sent, ["Bearer stale", "Bearer fresh"]);
+    assert.deepEqual(asked, [{}, { forceRefresh: true }]);
+  });
+
+  it("gives up after one retry, and when the host has nothing newer", async () => {
+    let calls = 0;
+    const refused = async () => {
+      calls += 1;
+      return jsonResponse(401, { error: "unauthorized", message: "expired" });
+    };
+    let n = 0;
+    const rotating = new ChatApi({ baseUrl: "", getToken: async () => `t${(n += 1)}`, fetch: refused });
+    const error = await rotating.usage().catch((e) => e);
+    assert.ok(error instanceof ApiError && error.status === 401);
+    assert.equal(calls, 2);
+
+    calls = 0;
+    const same = new ChatApi({ baseUrl: "", getToken: async () => "same", fetch: refused });
+    await assert.rejects(same.cancel(), ApiError);
+    assert.equal(calls, 1);
+  });
+
   it("turns a JSON error answer into an ApiError with its details", async () => {
     const api = new ChatApi({
       baseUrl: "",

@@ -407,3 +407,29 @@ def test_streamed_text_is_announced_politely_in_whole_sentences(
     expect(announcer.locator("p")).to_have_text(
         ["First sentence here.", "Second one follows.", "And a last bit"], timeout=5000
     )
+
+
+def test_an_expired_token_is_replaced_once_and_the_message_goes_through(
+    chat: ChatPage, fake_anthropic: FakeAnthropic
+) -> None:
+    expired = chat.server.token(exp=1)
+    # A host whose cached token has expired: it only fetches a new one when the sheet asks for it afresh.
+    chat.page.evaluate(
+        """(expired) => {
+          const sheet = document.querySelector('chatbot-sheet');
+          const real = sheet.getToken;
+          window.__asked = [];
+          sheet.getToken = async (options) => {
+            window.__asked.push(Boolean(options && options.forceRefresh));
+            return options && options.forceRefresh ? real(options) : expired;
+          };
+        }""",
+        expired,
+    )
+    fake_anthropic.enqueue(Reply.text("Signed in again, all good."))
+    chat.open()
+    chat.send("Hello")
+    expect(chat.replies.last).to_contain_text("Signed in again, all good.")
+    chat.wait_idle()
+    assert True in chat.page.evaluate("() => window.__asked")
+    expect(chat.sheet).not_to_contain_text("sign in again")
