@@ -431,5 +431,6 @@ def test_an_expired_token_is_replaced_once_and_the_message_goes_through(
     chat.send("Hello")
     expect(chat.replies.last).to_contain_text("Signed in again, all good.")
     chat.wait_idle()
-    assert True in chat.page.evaluate("() => window.__asked")
+    asked_afresh = chat.page.evaluate("() => window.__asked")
+    assert any(asked_afresh), f"the sheet never asked for a fresh token: {asked_afresh}"
     expect(chat.sheet).not_to_contain_text("sign in again")
