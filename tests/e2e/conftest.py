@@ -25,6 +25,13 @@ from tests.fakes.anthropic_api import FakeAnthropic
 
 SECRET = "e2e-secret-e2e-secret-e2e-secret!"
 STARTUP_SECONDS = 20
+# How long the test server keeps an idle connection open. It must outlast every test client's own idle
+# expiry (httpx: 5 s), so it is always the client that gives up an idle connection first. Were the two
+# equal (uvicorn's default is also 5 s), a client could reuse a pooled connection at the very moment the
+# server closes it for idling, and its request would meet "Server disconnected without sending a
+# response" (docs/RELIABILITY.md, "Keep-alive"). The deployed function orders them the same way: run.sh
+# keeps connections 120 s, the Lambda Web Adapter's client pools them 4 s.
+SERVER_KEEP_ALIVE_SECONDS = 30.0
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +55,7 @@ def fake_anthropic() -> Iterator[FakeAnthropic]:
 class LiveServer:
     """The app served by uvicorn in a background thread, with helpers to call it as a client would."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, keep_alive_seconds: float = SERVER_KEEP_ALIVE_SECONDS) -> None:
         self.settings = settings
         self.app = create_app(settings)
         # IPPROTO_TCP so asyncio sets TCP_NODELAY on accepted connections (see tests/fakes/anthropic_api.py).
@@ -57,7 +64,13 @@ class LiveServer:
         self._sock.bind(("127.0.0.1", 0))
         self.port: int = self._sock.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(self.app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
+        config = uvicorn.Config(
+            self.app,
+            log_level="warning",
+            lifespan="on",
+            timeout_graceful_shutdown=5,
+            timeout_keep_alive=keep_alive_seconds,
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
@@ -132,10 +145,10 @@ ServerFactory = Callable[..., LiveServer]
 
 @pytest.fixture
 def start_server(dynamodb_endpoint: str, fake_anthropic: FakeAnthropic) -> Iterator[ServerFactory]:
-    """Start a live server; keyword arguments override its settings."""
+    """Start a live server; keyword arguments override its settings (and its keep-alive timeout)."""
     servers: list[LiveServer] = []
 
-    def start(**overrides: Any) -> LiveServer:
+    def start(*, keep_alive_seconds: float = SERVER_KEEP_ALIVE_SECONDS, **overrides: Any) -> LiveServer:
         suffix = uuid.uuid4().hex[:8]
         values: dict[str, Any] = {
             "chatbot_local": True,
@@ -147,7 +160,7 @@ def start_server(dynamodb_endpoint: str, fake_anthropic: FakeAnthropic) -> Itera
             "chatbot_usage_table": f"ChatbotUsage-{suffix}",
             **overrides,
         }
-        server = LiveServer(Settings(**values)).start()
+        server = LiveServer(Settings(**values), keep_alive_seconds=keep_alive_seconds).start()
         servers.append(server)
         return server
 
