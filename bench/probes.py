@@ -70,7 +70,7 @@ def _patch(cls: type, method: str, name: str) -> None:
 
 def install(boto3_session: Any) -> None:
     """Wrap the steps worth timing and hook the store clients; call before the app is created."""
-    from chatbot.agent import Turn
+    from chatbot.agent import ModelCall
     from chatbot.appdata import AppData
     from chatbot.auth import TokenVerifier
     from chatbot.lock import Lease
@@ -90,20 +90,23 @@ def install(boto3_session: Any) -> None:
     _patch(Toolbox, "call", "tool_call")
     _patch(Lease, "release", "lock_release")
 
-    original_call_model = Turn._call_model
+    original_events = ModelCall.events
 
-    async def call_model(self: Any, max_tokens: int, emit: Any) -> Any:
+    async def model_call_events(self: Any) -> Any:
         trace = TRACE.get()
         if trace is None:
-            return await original_call_model(self, max_tokens, emit)
+            async for evt in original_events(self):
+                yield evt
+            return
         trace.model_calls.append((trace.now(), None))
         index = len(trace.model_calls) - 1
         try:
-            return await original_call_model(self, max_tokens, emit)
+            async for evt in original_events(self):
+                yield evt
         finally:
             trace.model_calls[index] = (trace.model_calls[index][0], trace.now())
 
-    Turn._call_model = call_model  # type: ignore[method-assign]
+    ModelCall.events = model_call_events  # type: ignore[method-assign]
 
     original_send = AbstractConnection.send_packed_command
 

@@ -5,15 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
-import boto3
 from anthropic import AsyncAnthropic
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -24,14 +22,16 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import credentials, local
+from .admission import admit, membership
 from .agent import Turn
 from .appdata import AppData
 from .auth import Identity, TokenVerifier, bearer_token
-from .chat import ChatStream, EventStreamResponse
-from .errors import ChatbotDisabled, ChatbotError, Forbidden, Unavailable
-from .lock import Lease, RequestLock, create_lock
+from .aws import dynamodb_client
+from .chat import ChatStream
+from .errors import ChatbotDisabled, ChatbotError, InternalError, for_status
+from .lock import RequestLock, create_lock
+from .meter import Meter
 from .observability import RequestMetrics, log_context, logger
-from .permissions import Caller
 from .quota import QuotaLedger
 from .request import parse_message, read_body
 from .settings import Settings
@@ -67,48 +67,6 @@ async def _identify(request: Request) -> Identity:
     return await _services(request).verifier.verify(bearer_token(request.headers.get("authorization")))
 
 
-async def _caller(services: Services, identity: Identity) -> Caller:
-    """The caller with the role of their membership record; 403 when they are not a member."""
-    try:
-        caller = await services.appdata.get_caller(identity.org_id, identity.user_id)
-    except (BotoCoreError, ClientError) as exc:
-        logger.warning("membership read failed", extra={"error": str(exc)})
-        raise Unavailable() from exc
-    if caller is None:
-        raise Forbidden("You are not a member of this organization.")
-    return caller
-
-
-async def _admit(services: Services, identity: Identity, request_id: str) -> tuple[Caller, Lease]:
-    """The caller (membership read, DynamoDB) and their lock (Redis), fetched concurrently: two stores, one
-    round trip each, in the time of the slower. A refused membership wins over a held lock, as if checked
-    first, and gives the lock back."""
-    membership = asyncio.ensure_future(_caller(services, identity))
-    locking = asyncio.ensure_future(services.lock.acquire(identity.user_id, request_id))
-    try:
-        await asyncio.wait((membership, locking))
-    except asyncio.CancelledError:
-        membership.cancel()
-        locking.cancel()
-        await _release_if_acquired(locking)
-        raise
-    try:
-        caller = membership.result()
-        if not caller.can("chatbot:use"):
-            raise Forbidden(f"The {caller.role} role may not use the assistant.")
-    except BaseException:
-        await _release_if_acquired(locking)
-        raise
-    return caller, locking.result()
-
-
-async def _release_if_acquired(locking: asyncio.Future[Lease]) -> None:
-    with anyio.CancelScope(shield=True):
-        await asyncio.wait((locking,))
-        if not locking.cancelled() and locking.exception() is None:
-            await locking.result().release()
-
-
 async def post_message(request: Request) -> Response:
     """Admit the request (auth, role, lock, quota) and stream the answer."""
     services = _services(request)
@@ -119,30 +77,31 @@ async def post_message(request: Request) -> Response:
     with log_context(user_id=identity.user_id, org_id=identity.org_id):
         payload = parse_message(body)
         request_id = _request_id(request)
-        caller, lease = await _admit(services, identity, request_id)
         settings = services.settings
-        turn = Turn(
-            client=services.anthropic,
-            toolbox=services.toolbox,
-            ledger=services.ledger,
-            settings=settings,
-            caller=caller,
-            messages=payload.messages(),
-        )
-        try:
-            await turn.admit()
-        except BaseException:
-            await lease.release()
-            raise
-        stream = ChatStream(
-            turn,
-            lease,
-            deadline_seconds=settings.chatbot_request_timeout_seconds,
-            keepalive_seconds=settings.chatbot_keepalive_seconds,
-            metrics=RequestMetrics(),
-            log_keys={"request_id": request_id, "user_id": caller.user_id, "org_id": caller.org_id},
-        )
-        return EventStreamResponse(stream, headers={REQUEST_ID_HEADER: request_id})
+        async with contextlib.AsyncExitStack() as resources:
+            caller, lease = await admit(services.appdata, services.lock, identity, request_id, resources)
+            meter = Meter(services.ledger, caller.user_id, caller.org_id)
+            resources.push_async_callback(meter.close)
+            turn = Turn(
+                client=services.anthropic,
+                toolbox=services.toolbox,
+                meter=meter,
+                settings=settings,
+                caller=caller,
+                messages=payload.messages(),
+            )
+            await turn.prepare()
+            return ChatStream(
+                turn,
+                meter,
+                # From here the response owns the lease and the meter: it closes them when it ends.
+                resources.pop_all(),
+                lease.cancelled,
+                deadline_seconds=settings.chatbot_request_timeout_seconds,
+                keepalive_seconds=settings.chatbot_keepalive_seconds,
+                metrics=RequestMetrics(),
+                log_keys={"request_id": request_id, "user_id": caller.user_id, "org_id": caller.org_id},
+            )
 
 
 async def post_cancel(request: Request) -> Response:
@@ -156,7 +115,7 @@ async def get_usage(request: Request) -> Response:
     """Today's usage of the caller, their organization and everyone."""
     services = _services(request)
     identity = await _identify(request)
-    caller = await _caller(services, identity)
+    caller = await membership(services.appdata, identity)
     return JSONResponse(await services.ledger.report(caller.user_id, caller.org_id))
 
 
@@ -188,18 +147,14 @@ async def on_chatbot_error(request: Request, exc: Exception) -> Response:
 async def on_http_error(request: Request, exc: Exception) -> Response:
     """Starlette's own 404/405 in the same JSON shape as every other error."""
     assert isinstance(exc, HTTPException)
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "invalid_request")
-    return JSONResponse(
-        {"error": code, "message": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
-    )
+    condition = for_status(exc.status_code, str(exc.detail))
+    return JSONResponse(condition.body(), status_code=exc.status_code, headers=exc.headers)
 
 
 async def on_unexpected(request: Request, exc: Exception) -> Response:
     """Last resort: a bug becomes a logged traceback and a JSON 500, never an HTML page."""
     logger.exception("unhandled error", extra={"path": request.url.path})
-    return JSONResponse(
-        {"error": "internal_error", "message": "Something went wrong on our side."}, status_code=500
-    )
+    return JSONResponse(InternalError().body(), status_code=InternalError.status)
 
 
 class RequestIdMiddleware:
@@ -261,25 +216,8 @@ def build_services(settings: Settings, dynamodb: Any) -> Services:
     )
 
 
-def dynamodb_client(settings: Settings) -> Any:
-    """One boto3 DynamoDB client for the process, with timeouts so an outage fails fast (503)."""
-    config = Config(
-        connect_timeout=2,
-        read_timeout=5,
-        retries={"max_attempts": 3, "mode": "standard"},
-        max_pool_connections=100,
-    )
-    return boto3.client(
-        "dynamodb",
-        region_name=settings.aws_region,
-        endpoint_url=settings.aws_endpoint_url_dynamodb,
-        config=config,
-    )
-
-
-def create_app(settings: Settings | None = None) -> Starlette:
-    """The ASGI app: the same object runs under uvicorn locally, in tests and in Lambda (via LWA)."""
-    settings = settings or Settings()
+def _lifespan(settings: Settings) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+    """Start-up and shut-down: the per-process clients, created once and closed in reverse order."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -302,6 +240,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 stack.push_async_callback(services.anthropic.close)
             yield
 
+    return lifespan
+
+
+def _routes(settings: Settings) -> list[BaseRoute]:
     routes: list[BaseRoute] = [
         Route("/api/chatbot/message", post_message, methods=["POST"]),
         Route("/api/chatbot/cancel", post_cancel, methods=["POST"]),
@@ -311,6 +253,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
     ]
     if settings.chatbot_local:
         routes += local.routes()
+    return routes
+
+
+def _middleware(settings: Settings) -> list[Middleware]:
     middleware = [Middleware(RequestIdMiddleware)]
     if settings.cors_origins:
         middleware.append(
@@ -323,10 +269,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 max_age=600,
             )
         )
+    return middleware
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """The ASGI app: the same object runs under uvicorn locally, in tests and in Lambda (via LWA)."""
+    settings = settings or Settings()
     return Starlette(
-        routes=routes,
-        middleware=middleware,
-        lifespan=lifespan,
+        routes=_routes(settings),
+        middleware=_middleware(settings),
+        lifespan=_lifespan(settings),
         exception_handlers={
             ChatbotError: on_chatbot_error,
             HTTPException: on_http_error,

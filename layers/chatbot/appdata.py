@@ -20,16 +20,14 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from functools import partial
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
-import anyio.to_thread
-from botocore.exceptions import BotoCoreError, ClientError
-
-from .errors import Unavailable
+from . import dynamodb
+from .errors import Conflict, GuardRailViolation, InvalidInput, PermissionDenied, RecordNotFound
 from .permissions import RANK, Caller, Role, is_role
 
 logger = logging.getLogger(__name__)
@@ -48,51 +46,31 @@ _EMAIL = re.compile(
 )
 
 
-class AppDataError(Exception):
-    """A refused or failed application-data operation; the message is fit to show the user."""
+class _Record:
+    """A record the tools report: `to_dict` is its JSON-ready view, with `id_field` (if any) named `id`."""
 
+    __slots__ = ()
+    id_field: ClassVar[str | None] = None
 
-class NotFound(AppDataError):
-    """The organization, member or invitation does not exist (in the caller's organization)."""
-
-
-class InvalidInput(AppDataError):
-    """An argument is malformed: a bad email address, an unknown role, neither or both identifiers."""
-
-
-class GuardRailViolation(AppDataError):
-    """The change is refused by a rule: self-change, last owner/admin, role above one's own, duplicates."""
-
-
-class PermissionDenied(AppDataError):
-    """The acting user's current role does not allow the change (or they are no longer a member)."""
-
-
-class Conflict(AppDataError):
-    """The organization kept changing concurrently and the change could not be applied; try again."""
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view."""
+        view = asdict(self)  # type: ignore[call-overload]
+        return {"id": view.pop(self.id_field), **view} if self.id_field else view
 
 
 @dataclass(frozen=True, slots=True)
-class Organization:
+class Organization(_Record):
     """An organization as the tools report it."""
 
+    id_field = "org_id"
     org_id: str
     name: str
     created_at: str
     member_count: int
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready view."""
-        return {
-            "id": self.org_id,
-            "name": self.name,
-            "member_count": self.member_count,
-            "created_at": self.created_at,
-        }
-
 
 @dataclass(frozen=True, slots=True)
-class Member:
+class Member(_Record):
     """One user's membership of an organization."""
 
     user_id: str
@@ -101,32 +79,18 @@ class Member:
     role: Role
     joined_at: str
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready view."""
-        return asdict(self)
-
 
 @dataclass(frozen=True, slots=True)
-class Invitation:
+class Invitation(_Record):
     """An invitation of an email address to join an organization with a role."""
 
+    id_field = "invitation_id"
     invitation_id: str
     email: str
     role: Role
     status: InvitationStatus
     invited_by: str
     created_at: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready view."""
-        return {
-            "id": self.invitation_id,
-            "email": self.email,
-            "role": self.role,
-            "status": self.status,
-            "invited_by": self.invited_by,
-            "created_at": self.created_at,
-        }
 
 
 def now_iso() -> str:
@@ -153,11 +117,21 @@ MEMBER_PREFIX = "member#"
 INVITATION_PREFIX = "invitation#"
 
 
+def app_key(org_id: str, sk: str) -> Item:
+    """The DynamoDB key of an item of the organization `org_id`."""
+    return {"pk": {"S": org_pk(org_id)}, "sk": {"S": sk}}
+
+
+def exactly_one(**identifiers: str | None) -> None:
+    """Refuse (`InvalidInput`) unless exactly one of the named identifiers is given."""
+    if sum(value is not None for value in identifiers.values()) != 1:
+        raise InvalidInput(f"Give exactly one of {' or '.join(identifiers)}.")
+
+
 def org_item(org_id: str, name: str, created_at: str) -> Item:
     """The DynamoDB item of a new organization."""
     return {
-        "pk": {"S": org_pk(org_id)},
-        "sk": {"S": ORG_SK},
+        **app_key(org_id, ORG_SK),
         "org_id": {"S": org_id},
         "name": {"S": name},
         "created_at": {"S": created_at},
@@ -165,31 +139,19 @@ def org_item(org_id: str, name: str, created_at: str) -> Item:
     }
 
 
+def _strings(record: Any) -> Item:
+    """A dataclass's fields as DynamoDB string attributes."""
+    return {name: {"S": str(value)} for name, value in asdict(record).items()}
+
+
 def member_item(org_id: str, member: Member) -> Item:
     """The DynamoDB item of a membership."""
-    return {
-        "pk": {"S": org_pk(org_id)},
-        "sk": {"S": MEMBER_PREFIX + member.user_id},
-        "user_id": {"S": member.user_id},
-        "name": {"S": member.name},
-        "email": {"S": member.email},
-        "role": {"S": member.role},
-        "joined_at": {"S": member.joined_at},
-    }
+    return {**app_key(org_id, MEMBER_PREFIX + member.user_id), **_strings(member)}
 
 
 def invitation_item(org_id: str, invitation: Invitation) -> Item:
     """The DynamoDB item of an invitation."""
-    return {
-        "pk": {"S": org_pk(org_id)},
-        "sk": {"S": INVITATION_PREFIX + invitation.invitation_id},
-        "invitation_id": {"S": invitation.invitation_id},
-        "email": {"S": invitation.email},
-        "role": {"S": invitation.role},
-        "status": {"S": invitation.status},
-        "invited_by": {"S": invitation.invited_by},
-        "created_at": {"S": invitation.created_at},
-    }
+    return {**app_key(org_id, INVITATION_PREFIX + invitation.invitation_id), **_strings(invitation)}
 
 
 def _s(item: Item, name: str) -> str:
@@ -242,15 +204,14 @@ class _Snapshot:
     invitations: dict[str, Invitation]
 
     def member(self, *, user_id: str | None, email: str | None) -> Member:
-        if (user_id is None) == (email is None):
-            raise InvalidInput("Give exactly one of user_id or email.")
+        exactly_one(user_id=user_id, email=email)
         if user_id is not None:
             found = self.members.get(user_id)
         else:
             wanted = (email or "").strip().lower()
             found = next((m for m in self.members.values() if m.email.lower() == wanted), None)
         if found is None:
-            raise NotFound(f"No member {user_id or email!r} in this organization.")
+            raise RecordNotFound(f"No member {user_id or email!r} in this organization.")
         return found
 
     def actor(self, caller: Caller, permission: str) -> Member:
@@ -294,8 +255,7 @@ def _check_may_grant(actor: Member, role: Role) -> None:
         )
 
 
-class _Retry(Exception):
-    """The snapshot went stale before the commit: read again."""
+Plan = Callable[["_Snapshot"], tuple[list[dict[str, Any]], T]]
 
 
 class AppData:
@@ -305,64 +265,49 @@ class AppData:
         self._client = client
         self._table = table_name
 
-    async def _run(self, fn: Callable[[], T]) -> T:
-        """Run blocking boto3 work in a thread; a DynamoDB failure becomes `Unavailable` (fail closed)."""
-        try:
-            return await anyio.to_thread.run_sync(fn)
-        except ClientError as exc:
-            # A malformed request is our bug, not an outage: let it surface as one.
-            if exc.response.get("Error", {}).get("Code") == "ValidationException":
-                raise
-            logger.exception("application data store failed")
-            raise Unavailable("The application data store is unreachable right now.") from exc
-        except BotoCoreError as exc:
-            logger.exception("application data store unreachable")
-            raise Unavailable("The application data store is unreachable right now.") from exc
-
     # --- reads -------------------------------------------------------------------------------------
 
-    def _query(self, org_id: str, prefix: str | None) -> list[Item]:
-        """Every item of the organization's partition whose sort key starts with `prefix` (all if None)."""
-        items: list[Item] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": org_pk(org_id)}},
-            "ConsistentRead": True,
-        }
+    async def _query(self, org_id: str, prefix: str | None, **extra: Any) -> list[Item]:
+        """The pages of a query of the organization's partition for the sort keys starting with `prefix` (all
+        if None)."""
+        condition, values = "pk = :pk", {":pk": {"S": org_pk(org_id)}}
         if prefix is not None:
-            kwargs["KeyConditionExpression"] += " AND begins_with(sk, :prefix)"
-            kwargs["ExpressionAttributeValues"][":prefix"] = {"S": prefix}
-        while True:
-            page = self._client.query(**kwargs)
-            items.extend(page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                return items
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            condition += " AND begins_with(sk, :prefix)"
+            values[":prefix"] = {"S": prefix}
+        return await dynamodb.pages(
+            self._client.query,
+            what="application data query",
+            TableName=self._table,
+            KeyConditionExpression=condition,
+            ExpressionAttributeValues=values,
+            ConsistentRead=True,
+            **extra,
+        )
 
-    def _get_org_item(self, org_id: str) -> Item | None:
-        response = self._client.get_item(
-            TableName=self._table, Key={"pk": {"S": org_pk(org_id)}, "sk": {"S": ORG_SK}}, ConsistentRead=True
+    async def _items(self, org_id: str, prefix: str | None) -> list[Item]:
+        """Every item of the organization whose sort key starts with `prefix` (all if None)."""
+        return [item for page in await self._query(org_id, prefix) for item in page.get("Items", [])]
+
+    async def _get(self, org_id: str, sk: str) -> Item | None:
+        response = await dynamodb.call(
+            self._client.get_item,
+            what="application data read",
+            TableName=self._table,
+            Key=app_key(org_id, sk),
+            ConsistentRead=True,
         )
         item: Item | None = response.get("Item")
         return item
 
-    def _get_caller(self, org_id: str, user_id: str) -> Caller | None:
-        response = self._client.transact_get_items(
+    async def get_caller(self, org_id: str, user_id: str) -> Caller | None:
+        """The signed-in user with the role of their membership record, or None if not a member of `org_id`."""
+        response = await dynamodb.call(
+            self._client.transact_get_items,
+            what="membership read",
             TransactItems=[
-                {
-                    "Get": {
-                        "TableName": self._table,
-                        "Key": {"pk": {"S": org_pk(org_id)}, "sk": {"S": ORG_SK}},
-                    }
-                },
-                {
-                    "Get": {
-                        "TableName": self._table,
-                        "Key": {"pk": {"S": org_pk(org_id)}, "sk": {"S": MEMBER_PREFIX + user_id}},
-                    }
-                },
-            ]
+                {"Get": {"TableName": self._table, "Key": app_key(org_id, ORG_SK)}},
+                {"Get": {"TableName": self._table, "Key": app_key(org_id, MEMBER_PREFIX + user_id)}},
+            ],
         )
         org, member = (r.get("Item") for r in response["Responses"])
         if not org or not member:
@@ -382,78 +327,54 @@ class AppData:
             org_name=_s(org, "name"),
         )
 
-    async def get_caller(self, org_id: str, user_id: str) -> Caller | None:
-        """The signed-in user with the role of their membership record, or None if not a member of `org_id`."""
-        return await self._run(partial(self._get_caller, org_id, user_id))
-
-    def _get_organization(self, org_id: str) -> Organization:
-        org = self._get_org_item(org_id)
+    async def get_organization(self, org_id: str) -> Organization:
+        """The organization with its member count; `RecordNotFound` if it does not exist."""
+        org = await self._get(org_id, ORG_SK)
         if org is None:
-            raise NotFound("The organization does not exist.")
-        count = 0
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
-            "ExpressionAttributeValues": {":pk": {"S": org_pk(org_id)}, ":prefix": {"S": MEMBER_PREFIX}},
-            "Select": "COUNT",
-            "ConsistentRead": True,
-        }
-        while True:
-            page = self._client.query(**kwargs)
-            count += int(page.get("Count", 0))
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            raise RecordNotFound("The organization does not exist.")
+        pages = await self._query(org_id, MEMBER_PREFIX, Select="COUNT")
+        count = sum(int(page.get("Count", 0)) for page in pages)
         return Organization(
             org_id=org_id, name=_s(org, "name"), created_at=_s(org, "created_at"), member_count=count
         )
 
-    async def get_organization(self, org_id: str) -> Organization:
-        """The organization with its member count; `NotFound` if it does not exist."""
-        return await self._run(partial(self._get_organization, org_id))
-
     async def list_members(self, org_id: str, role: Role | None = None) -> list[Member]:
         """The organization's members sorted by name, optionally only those with `role`."""
-        items = await self._run(partial(self._query, org_id, MEMBER_PREFIX))
-        members = [_member(item) for item in items]
+        members = [_member(item) for item in await self._items(org_id, MEMBER_PREFIX)]
         return sorted((m for m in members if role is None or m.role == role), key=_by_name)
 
     async def get_member(
         self, org_id: str, *, user_id: str | None = None, email: str | None = None
     ) -> Member:
-        """One member by user id or (case-insensitive) email; `NotFound` if there is none."""
-        if (user_id is None) == (email is None):
-            raise InvalidInput("Give exactly one of user_id or email.")
+        """One member by user id or (case-insensitive) email; `RecordNotFound` if there is none."""
+        exactly_one(user_id=user_id, email=email)
         if user_id is not None:
-            key = {"pk": {"S": org_pk(org_id)}, "sk": {"S": MEMBER_PREFIX + user_id}}
-            response = await self._run(
-                partial(self._client.get_item, TableName=self._table, Key=key, ConsistentRead=True)
-            )
-            if "Item" not in response:
-                raise NotFound(f"No member {user_id!r} in this organization.")
-            return _member(response["Item"])
+            item = await self._get(org_id, MEMBER_PREFIX + user_id)
+            if item is None:
+                raise RecordNotFound(f"No member {user_id!r} in this organization.")
+            return _member(item)
         wanted = (email or "").strip().lower()
         for member in await self.list_members(org_id):
             if member.email.lower() == wanted:
                 return member
-        raise NotFound(f"No member {email!r} in this organization.")
+        raise RecordNotFound(f"No member {email!r} in this organization.")
 
     async def list_invitations(self, org_id: str) -> list[Invitation]:
         """The organization's pending invitations, oldest first."""
-        items = await self._run(partial(self._query, org_id, INVITATION_PREFIX))
+        items = await self._items(org_id, INVITATION_PREFIX)
         pending = [inv for inv in map(_invitation, items) if inv.status == "pending"]
         return sorted(pending, key=lambda inv: (inv.created_at, inv.invitation_id))
 
     # --- changes -----------------------------------------------------------------------------------
 
-    def _snapshot(self, org_id: str) -> _Snapshot:
+    async def _snapshot(self, org_id: str) -> _Snapshot:
         # The version is read first: any change committed after this read bumps it and voids our commit.
-        org = self._get_org_item(org_id)
+        org = await self._get(org_id, ORG_SK)
         if org is None:
-            raise NotFound("The organization does not exist.")
+            raise RecordNotFound("The organization does not exist.")
         members: dict[str, Member] = {}
         invitations: dict[str, Invitation] = {}
-        for item in self._query(org_id, None):
+        for item in await self._items(org_id, None):
             sk = _s(item, "sk")
             if sk.startswith(MEMBER_PREFIX):
                 member = _member(item)
@@ -470,42 +391,35 @@ class AppData:
             invitations=invitations,
         )
 
-    def _commit(self, snapshot: _Snapshot, writes: list[dict[str, Any]]) -> None:
+    async def _commit(self, snapshot: _Snapshot, writes: list[dict[str, Any]]) -> bool:
+        """Apply `writes` if the organization is still at the snapshot's version; False if it moved on."""
         bump = {
             "Update": {
                 "TableName": self._table,
-                "Key": {"pk": {"S": org_pk(snapshot.org_id)}, "sk": {"S": ORG_SK}},
+                "Key": app_key(snapshot.org_id, ORG_SK),
                 "UpdateExpression": "SET version = version + :one",
                 "ConditionExpression": "version = :seen",
                 "ExpressionAttributeValues": {":one": {"N": "1"}, ":seen": {"N": str(snapshot.version)}},
             }
         }
         try:
-            self._client.transact_write_items(TransactItems=[bump, *writes])
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
-                reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
-                if not reasons or set(reasons) <= {
-                    "None",
-                    "ConditionalCheckFailed",
-                    "TransactionConflict",
-                    None,
-                }:
-                    raise _Retry from exc
-            raise
+            await dynamodb.call(
+                self._client.transact_write_items,
+                what="application data change",
+                TransactItems=[bump, *writes],
+                ClientRequestToken=str(uuid.uuid4()),
+            )
+        except dynamodb.Refused:
+            return False
+        return True
 
-    def _change(self, org_id: str, plan: Callable[[_Snapshot], tuple[list[dict[str, Any]], T]]) -> T:
+    async def _change(self, org_id: str, plan: Plan[T]) -> T:
         """Read a snapshot, let `plan` check the rules and name the writes, commit; re-read if it went stale."""
         for _ in range(MAX_COMMIT_ATTEMPTS):
-            snapshot = self._snapshot(org_id)
+            snapshot = await self._snapshot(org_id)
             writes, result = plan(snapshot)
-            if not writes:
+            if not writes or await self._commit(snapshot, writes):
                 return result
-            try:
-                self._commit(snapshot, writes)
-            except _Retry:
-                continue
-            return result
         raise Conflict("The organization was being changed at the same time; please try again.")
 
     def _put(self, item: Item, condition: str) -> dict[str, Any]:
@@ -534,7 +448,7 @@ class AppData:
             write = self._put(member_item(snapshot.org_id, updated), "attribute_exists(pk)")
             return [write], (updated, target.role)
 
-        return await self._run(partial(self._change, actor.org_id, plan))
+        return await self._change(actor.org_id, plan)
 
     async def remove_member(
         self, actor: Caller, *, user_id: str | None = None, email: str | None = None
@@ -546,17 +460,16 @@ class AppData:
             target = snapshot.member(user_id=user_id, email=email)
             _check_may_manage(me, target, "remove", "remove yourself")
             check_keeps_owner_and_admin(snapshot.members.values(), target, None)
-            key = {"pk": {"S": org_pk(snapshot.org_id)}, "sk": {"S": MEMBER_PREFIX + target.user_id}}
             write = {
                 "Delete": {
                     "TableName": self._table,
-                    "Key": key,
+                    "Key": app_key(snapshot.org_id, MEMBER_PREFIX + target.user_id),
                     "ConditionExpression": "attribute_exists(pk)",
                 }
             }
             return [write], target
 
-        return await self._run(partial(self._change, actor.org_id, plan))
+        return await self._change(actor.org_id, plan)
 
     async def create_invitation(self, actor: Caller, email: str, role: Role) -> Invitation:
         """Invite `email` to the actor's organization with `role` (not above the actor's own).
@@ -585,14 +498,13 @@ class AppData:
             write = self._put(invitation_item(snapshot.org_id, invitation), "attribute_not_exists(pk)")
             return [write], invitation
 
-        return await self._run(partial(self._change, actor.org_id, plan))
+        return await self._change(actor.org_id, plan)
 
     async def cancel_invitation(
         self, actor: Caller, *, invitation_id: str | None = None, email: str | None = None
     ) -> Invitation:
         """Cancel a pending invitation of the actor's organization, found by id or invited email."""
-        if (invitation_id is None) == (email is None):
-            raise InvalidInput("Give exactly one of invitation_id or email.")
+        exactly_one(invitation_id=invitation_id, email=email)
 
         def plan(snapshot: _Snapshot) -> tuple[list[dict[str, Any]], Invitation]:
             snapshot.actor(actor, "invitation:cancel")
@@ -603,11 +515,13 @@ class AppData:
                 wanted = (email or "").strip().lower()
                 found = next((i for i in pending if i.email == wanted), None)
             if found is None:
-                raise NotFound(f"No pending invitation {invitation_id or email!r} in this organization.")
+                raise RecordNotFound(
+                    f"No pending invitation {invitation_id or email!r} in this organization."
+                )
             canceled = Invitation(
                 found.invitation_id, found.email, found.role, "canceled", found.invited_by, found.created_at
             )
             write = self._put(invitation_item(snapshot.org_id, canceled), "attribute_exists(pk)")
             return [write], canceled
 
-        return await self._run(partial(self._change, actor.org_id, plan))
+        return await self._change(actor.org_id, plan)

@@ -1,185 +1,167 @@
-"""One admitted chat request: its lock lease, its turn of the agent loop, and the SSE stream around them."""
+"""The SSE edge: one admitted chat request's response, from its first event to the release of its lock.
+
+`ChatStream` is an ASGI response shaped like Starlette's `StreamingResponse`: one task group, a producer
+that runs the turn under the request deadline and the cancel signal, a memory object stream to the writer,
+and the request's cleanup in one `finally`. It owns the request's resources (`AsyncExitStack`: the meter,
+then the lock lease) from the moment admission hands them over; closing them settles the quota and releases
+the lock, before the final event is written, so a client that sends its next message as soon as it reads
+`done` is admitted.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, aclosing
 from typing import Any
 
 import anyio
-from starlette.responses import StreamingResponse
+import anyio.abc
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from .agent import Turn
 from .errors import ChatbotError, InternalError, Timeout
-from .events import KEEP_ALIVE, StopReason, encode, event
-from .lock import Lease
+from .events import KEEP_ALIVE, Event, encode, event, is_final
+from .meter import Meter
 from .observability import RequestMetrics, logger
 
-_END = object()
 # Bounded so a slow reader slows the upstream read instead of buffering without limit.
 QUEUE_SIZE = 256
-# How long cleanup (cancelling the producer, settling usage, releasing the lock) may take at most.
+# How long cleanup (settling usage, releasing the lock) may take at most.
 CLEANUP_SECONDS = 10
 
 
-def _ends(item: Any) -> bool:
-    return item is _END or item["type"] in ("done", "error")
+class ChatStream(Response):
+    """The `text/event-stream` response of one chat request: its events, keep-alives, the deadline, a cancel,
+    and exactly one final `done` or `error` event."""
 
-
-class ChatStream:
-    """Drives a `Turn` in a producer task and turns its events into SSE bytes, with keep-alives, the
-    request deadline and cancellation. Exactly one `done` or `error` event ends the stream."""
+    media_type = "text/event-stream"
 
     def __init__(
         self,
         turn: Turn,
-        lease: Lease,
+        meter: Meter,
+        resources: AsyncExitStack,
+        cancelled: anyio.Event,
         *,
         deadline_seconds: float,
         keepalive_seconds: float,
         metrics: RequestMetrics,
         log_keys: dict[str, str],
     ) -> None:
-        self._turn, self._lease = turn, lease
-        self._deadline_seconds, self._keepalive = deadline_seconds, keepalive_seconds
+        self.status_code = 200
+        self.background = None
+        self.init_headers({"cache-control": "no-cache", "x-accel-buffering": "no"})
+        self._turn, self._meter, self._resources, self._cancelled = turn, meter, resources, cancelled
+        self._deadline_seconds, self._keepalive_seconds = deadline_seconds, keepalive_seconds
         self._metrics, self._log_keys = metrics, log_keys
-        self._queue: asyncio.Queue[Any] = asyncio.Queue(QUEUE_SIZE)
-        self._producer: asyncio.Task[None] | None = None
         self._started = time.monotonic()
         self._first_text_at: float | None = None
         self._outcome = "unfinished"
-        self._closed = False
 
-    async def body(self) -> AsyncIterator[bytes]:
-        """The SSE body."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._deadline_seconds
-        self._producer = asyncio.create_task(self._produce())
-        cancelled = asyncio.ensure_future(self._lease.cancelled.wait())
-        getter: asyncio.Future[Any] | None = None
-        final: dict[str, Any] | None = None
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        send_events, receive_events = anyio.create_memory_object_stream[Event](QUEUE_SIZE)
+        async with anyio.create_task_group() as request:
+            request.start_soon(self._produce, send_events)
+            request.start_soon(_cancel_on_disconnect, receive, request.cancel_scope)
+            # A server may report a client gone by failing the send (ASGI 2.4): that is a disconnect too.
+            with contextlib.suppress(OSError):
+                await self._write(receive_events, send)
+            request.cancel_scope.cancel()
+
+    async def _produce(self, out: MemoryObjectSendStream[Event]) -> None:
+        """Run the turn into `out`, then clean up, then send the final event."""
+        async with out:
+            try:
+                final = await self._run(out)
+                self._outcome = final.get("stop_reason") or final["code"]
+            finally:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_SECONDS):
+                    try:
+                        await self._resources.aclose()
+                    finally:
+                        self._record()
+            await self._emit(out, final)
+
+    async def _run(self, out: MemoryObjectSendStream[Event]) -> Event:
+        """Every event but the final one; returns the final one."""
+        final: Event | None = None
+        with anyio.move_on_after(self._deadline_seconds) as deadline:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(self._stop_when_cancelled, tasks.cancel_scope)
+                final = await self._outcome_of(out, tasks)
+                tasks.cancel_scope.cancel()
+        if final is None:
+            # Stopped by a cancel or the deadline: the meter has charged the call cut short; report it first.
+            unreported = self._meter.unreported()
+            if unreported is not None:
+                await self._emit(out, event("usage", **unreported.as_dict()))
+            final = (
+                self._error(Timeout())
+                if deadline.cancelled_caught
+                else event("done", stop_reason="cancelled", iterations=self._turn.iterations)
+            )
+        return final
+
+    async def _outcome_of(self, out: MemoryObjectSendStream[Event], tasks: anyio.abc.TaskGroup) -> Event:
+        """Stream the turn's events; its final event, or the `error` event of what stopped it."""
         try:
-            while True:
-                if getter is None:
-                    getter = asyncio.ensure_future(self._queue.get())
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    final = self._final_error(Timeout())
-                    break
-                done, _ = await asyncio.wait(
-                    {getter, cancelled},
-                    timeout=min(self._keepalive, remaining),
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                if getter in done:
-                    # Everything already queued goes out in one write: fewer sends under load.
-                    batch = [getter.result()]
-                    getter = None
-                    while not self._queue.empty() and not _ends(batch[-1]):
-                        batch.append(self._queue.get_nowait())
-                    frames: list[bytes] = []
-                    for item in batch:
-                        if item is _END:
-                            if frames:
-                                yield b"".join(frames)
-                            return
-                        self._observe(item)
-                        frames.append(encode(item))
-                        if item["type"] in ("done", "error"):
-                            # Released before the client reads the end, so its next message is admitted.
-                            await self.close()
-                            yield b"".join(frames)
-                            return
-                    yield b"".join(frames)
-                elif cancelled in done:
-                    final = event("done", stop_reason="cancelled", iterations=self._turn.iterations)
-                    self._outcome = "cancelled"
-                    break
-                elif loop.time() < deadline:
-                    yield KEEP_ALIVE
-            # Cancelled or out of time: stop the model (closing its stream), charge what it used, then end.
-            await self._stop_producer()
-            if self._turn.unreported is not None:
-                yield encode(event("usage", **self._turn.unreported.as_dict()))
-                self._turn.unreported = None
-            await self.close()
-            yield encode(final)
-        finally:
-            for future in (getter, cancelled):
-                if future is not None:
-                    future.cancel()
-
-    def _observe(self, item: dict[str, Any]) -> None:
-        """Metrics of an event on its way out."""
-        if item["type"] == "text" and self._first_text_at is None:
-            self._first_text_at = time.monotonic()
-            self._metrics.milliseconds("TimeToFirstToken", (self._first_text_at - self._started) * 1000)
-        elif item["type"] == "tool_result":
-            self._metrics.count("ToolCalls")
-            if item["is_error"]:
-                self._metrics.count("ToolErrors")
-        elif item["type"] in ("done", "error"):
-            self._outcome = item.get("stop_reason") or item.get("code", "error")
-
-    async def _produce(self) -> None:
-        async def emit(evt: dict[str, Any]) -> None:
-            await self._queue.put(evt)
-
-        try:
-            stop: StopReason = await self._turn.run(emit)
-            await self._settle()
-            await emit(event("done", stop_reason=stop, iterations=self._turn.iterations))
+            async with aclosing(self._turn.events(tasks)) as events:
+                async for evt in events:
+                    await self._emit(out, evt)
         except ChatbotError as exc:
-            await self._settle()
-            await emit(self._final_error(exc))
-        except asyncio.CancelledError:
-            raise
+            return self._error(exc)
         except Exception:  # noqa: BLE001 - the stream's edge: anything unexpected becomes an `error` event
             logger.exception("chat stream failed")
-            await self._settle()
-            await emit(self._final_error(InternalError()))
-        finally:
-            await self._queue.put(_END)
+            return self._error(InternalError())
+        return event("done", stop_reason=self._turn.stop_reason, iterations=self._turn.iterations)
 
-    async def _settle(self) -> None:
-        with anyio.CancelScope(shield=True):
-            await self._turn.finish()
+    async def _stop_when_cancelled(self, scope: anyio.CancelScope) -> None:
+        await self._cancelled.wait()
+        scope.cancel()
 
-    def _final_error(self, exc: ChatbotError) -> dict[str, Any]:
-        self._outcome = exc.code
+    async def _write(self, events: MemoryObjectReceiveStream[Event], send: Send) -> None:
+        """Write events as they come (everything already queued in one write), a keep-alive after a quiet
+        interval, and end the body once the producer is done."""
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        async with events:
+            while True:
+                batch: list[Event] = []
+                with anyio.move_on_after(self._keepalive_seconds):
+                    try:
+                        batch.append(await events.receive())
+                    except anyio.EndOfStream:
+                        break
+                if not batch:
+                    await _send_body(send, KEEP_ALIVE)
+                    continue
+                while not is_final(batch[-1]):
+                    try:
+                        batch.append(events.receive_nowait())
+                    except (anyio.WouldBlock, anyio.EndOfStream):
+                        break
+                await _send_body(send, b"".join(encode(evt) for evt in batch))
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _emit(self, out: MemoryObjectSendStream[Event], evt: Event) -> None:
+        """Queue `evt` for the writer, recording what the metrics want to know of it."""
+        if evt["type"] == "text" and self._first_text_at is None:
+            self._first_text_at = time.monotonic()
+            self._metrics.milliseconds("TimeToFirstToken", (self._first_text_at - self._started) * 1000)
+        elif evt["type"] == "tool_result":
+            self._metrics.count("ToolCalls")
+            if evt["is_error"]:
+                self._metrics.count("ToolErrors")
+        await out.send(evt)
+
+    def _error(self, exc: ChatbotError) -> Event:
         self._metrics.count(f"Error_{exc.code}")
-        return event("error", code=exc.code, message=exc.message)
-
-    async def _stop_producer(self) -> None:
-        producer = self._producer
-        if producer is None or producer.done():
-            return
-        producer.cancel()
-        # Drain so a producer blocked on a full queue can observe its cancellation.
-        while not producer.done():
-            try:
-                self._queue.get_nowait()
-            except asyncio.QueueEmpty:
-                await asyncio.wait({producer}, timeout=0.05)
-
-    async def close(self) -> None:
-        """Stop the model if still running, settle usage, release the lock, emit metrics. Idempotent, and
-        safe to call while the surrounding task is being cancelled (the client went away)."""
-        if self._closed:
-            return
-        self._closed = True
-        with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_SECONDS):
-            try:
-                await self._stop_producer()
-                await self._settle()
-            finally:
-                await self._lease.release()
-                self._record()
+        return event("error", **exc.event_data())
 
     def _record(self) -> None:
-        totals = self._turn.totals
+        totals = self._meter.total
         self._metrics.count("ModelCalls", self._turn.iterations)
         self._metrics.count("InputTokens", totals.input_tokens)
         self._metrics.count("OutputTokens", totals.output_tokens)
@@ -198,20 +180,14 @@ class ChatStream:
         )
 
 
-class EventStreamResponse(StreamingResponse):
-    """A `text/event-stream` response that always cleans up its `ChatStream`, even when the client leaves
-    before the first byte (Starlette then never starts the body iterator)."""
+async def _send_body(send: Send, body: bytes) -> None:
+    await send({"type": "http.response.body", "body": body, "more_body": True})
 
-    def __init__(self, stream: ChatStream, headers: dict[str, str]) -> None:
-        super().__init__(
-            stream.body(),
-            media_type="text/event-stream",
-            headers={"cache-control": "no-cache", "x-accel-buffering": "no", **headers},
-        )
-        self._stream = stream
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            await self._stream.close()
+async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
+    """A client that goes away cancels its request."""
+    while True:
+        message: dict[str, Any] = dict(await receive())
+        if message["type"] == "http.disconnect":
+            scope.cancel()
+            return

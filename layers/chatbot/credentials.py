@@ -13,6 +13,7 @@ from typing import Any
 import boto3
 from pydantic import SecretStr
 
+from .errors import SecretUnavailable
 from .settings import Settings
 
 # Settings field filled from a secret ← the field naming that secret's ARN.
@@ -20,10 +21,6 @@ SECRET_FIELDS = {
     "anthropic_api_key": "anthropic_api_key_secret_arn",
     "auth_jwt_secret": "auth_jwt_secret_arn",
 }
-
-
-class SecretUnavailable(RuntimeError):
-    """A configured secret has no plain-text value: the start-up must fail, not run half-configured."""
 
 
 def resolve(settings: Settings, client: Any = None) -> Settings:

@@ -1,4 +1,12 @@
-"""One hierarchy of errors named after conditions, and the one table mapping them to HTTP and SSE."""
+"""Every condition the project names, in one place.
+
+Three families:
+- `ChatbotError`: what a request can meet. `ERRORS` is the one table from wire code to condition, and
+  each condition carries its HTTP status (before a stream) and its SSE `error` code (inside one).
+- `AppDataError`: an action on the application data refused or failed (a guard rail, a missing member).
+  These never reach HTTP: the tools turn them into `is_error` results the model can explain.
+- `ConfigurationError`: the app cannot start as configured (docs/ARCHITECTURE.md, "Start-up checks").
+"""
 
 from __future__ import annotations
 
@@ -17,12 +25,16 @@ class ChatbotError(Exception):
         super().__init__(self.message)
 
     def body(self) -> dict[str, Any]:
-        """The JSON error body (`{"error", "message", ...}`) or SSE `error` data (`code` instead of `error`)."""
+        """The JSON error body: `{"error", "message", ...}`."""
         return {"error": self.code, "message": self.message}
 
     def headers(self) -> dict[str, str]:
         """Extra HTTP headers for this error."""
         return {}
+
+    def event_data(self) -> dict[str, Any]:
+        """The SSE `error` event's data: `{"code", "message"}`."""
+        return {"code": self.code, "message": self.message}
 
 
 class InvalidRequest(ChatbotError):
@@ -41,6 +53,18 @@ class Forbidden(ChatbotError):
     code = "forbidden"
     status = 403
     default_message = "You are not allowed to use the assistant here."
+
+
+class NotFound(ChatbotError):
+    code = "not_found"
+    status = 404
+    default_message = "Not found."
+
+
+class MethodNotAllowed(ChatbotError):
+    code = "method_not_allowed"
+    status = 405
+    default_message = "Method not allowed."
 
 
 class ConcurrentRequest(ChatbotError):
@@ -120,6 +144,8 @@ ERRORS: dict[str, type[ChatbotError]] = {
         InvalidRequest,
         Unauthorized,
         Forbidden,
+        NotFound,
+        MethodNotAllowed,
         ConcurrentRequest,
         PayloadTooLarge,
         LimitExceeded,
@@ -132,3 +158,41 @@ ERRORS: dict[str, type[ChatbotError]] = {
     )
 }
 """The table of every wire code and its condition (and so its HTTP status)."""
+
+
+def for_status(status: int, message: str) -> ChatbotError:
+    """The condition of an HTTP status the routing layer produced itself (404 unknown path, 405 method)."""
+    condition = next((cls for cls in ERRORS.values() if cls.status == status), InvalidRequest)
+    return condition(message)
+
+
+class AppDataError(Exception):
+    """A refused or failed application-data operation; the message is fit to show the user."""
+
+
+class RecordNotFound(AppDataError):
+    """The organization, member or invitation does not exist (in the caller's organization)."""
+
+
+class InvalidInput(AppDataError):
+    """An argument is malformed: a bad email address, an unknown role, neither or both identifiers."""
+
+
+class GuardRailViolation(AppDataError):
+    """The change is refused by a rule: self-change, last owner/admin, role above one's own, duplicates."""
+
+
+class PermissionDenied(AppDataError):
+    """The acting user's current role does not allow the change (or they are no longer a member)."""
+
+
+class Conflict(AppDataError):
+    """The organization kept changing concurrently and the change could not be applied; try again."""
+
+
+class ConfigurationError(RuntimeError):
+    """The app cannot start as configured; the message names the variables to fix."""
+
+
+class SecretUnavailable(ConfigurationError):
+    """A configured secret has no plain-text value: the start-up must fail, not run half-configured."""

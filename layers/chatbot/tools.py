@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import functools
+import inspect
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
-from typing import Annotated, Any, TypeVar, cast
+from dataclasses import asdict, dataclass, fields
+from typing import Annotated, Any, cast
 
 import anyio
 from mcp import Client, MCPError
@@ -26,16 +26,14 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import RequestParamsMeta, TextContent, ToolAnnotations
 from pydantic import Field
 
-from .appdata import AppData, AppDataError
-from .errors import Unavailable
+from .appdata import AppData
+from .errors import AppDataError, Unavailable
 from .permissions import Caller, Role, is_role
 
 logger = logging.getLogger(__name__)
 
 CALLER_META_KEY = "chatbot.app/caller"
 PERMISSION_META_KEY = "chatbot.app/permission"
-
-F = TypeVar("F", bound=Callable[..., Awaitable[str]])
 
 READ = ToolAnnotations(
     read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
@@ -64,20 +62,16 @@ def caller_meta(caller: Caller) -> RequestParamsMeta:
     return cast(RequestParamsMeta, {CALLER_META_KEY: asdict(caller)})
 
 
-def _caller(ctx: Context) -> Caller:
-    """The caller our client put in the request `_meta`; a request without one is refused."""
+def caller_from_meta(ctx: Context) -> Caller:
+    """The caller our client put in the request `_meta`; a request without a valid one is refused."""
     meta = ctx.request_context.meta or {}
     raw = meta.get(CALLER_META_KEY)
-    fields = ("user_id", "org_id", "role", "name", "email", "org_name")
-    if not isinstance(raw, dict) or not all(isinstance(raw.get(f, ""), str) for f in fields):
+    names = [f.name for f in fields(Caller)]
+    if not isinstance(raw, dict) or not all(isinstance(raw.get(name, ""), str) for name in names):
         raise ToolError("No caller identity on this request.")
     if not raw.get("user_id") or not raw.get("org_id") or not is_role(raw.get("role")):
         raise ToolError("No caller identity on this request.")
-    return Caller(**{f: raw.get(f, "") for f in fields})
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return Caller(**{name: raw.get(name, "") for name in names})
 
 
 def not_permitted(caller: Caller, name: str, permission: str) -> str:
@@ -85,124 +79,176 @@ def not_permitted(caller: Caller, name: str, permission: str) -> str:
     return f"Not permitted: {name} needs {permission}, which the role {caller.role} does not have."
 
 
-def build_server(appdata: AppData) -> MCPServer:
-    """The MCP server with the eight application-data tools, each bound to `appdata`."""
-    server: MCPServer = MCPServer("chatbot-app", instructions="Tools over the caller's own organization.")
+# ------------------------------------------------------------------------------------------ the tools
+# Each handler takes the application data and the caller, then the tool's own arguments (which make its
+# input schema); it returns JSON-ready data.
 
-    def tool(name: str, permission: str, annotations: ToolAnnotations, description: str) -> Callable[[F], F]:
-        """Register `fn` (its Context parameter named `ctx`) as tool `name`, refusing any caller whose role
-        lacks `permission` before it runs."""
 
-        def register(fn: F) -> F:
-            @functools.wraps(fn)
-            async def guarded(*args: Any, **kwargs: Any) -> str:
-                ctx = kwargs["ctx"]
-                caller = _caller(ctx)
-                if not caller.can(permission):
-                    raise ToolError(not_permitted(caller, name, permission))
-                try:
-                    return await fn(*args, **kwargs)
-                except AppDataError as exc:
-                    raise ToolError(str(exc)) from exc
-                except Unavailable as exc:
-                    raise ToolError(exc.message) from exc
+async def organization_get(data: AppData, caller: Caller) -> Any:
+    return (await data.get_organization(caller.org_id)).to_dict()
 
-            server.add_tool(
-                guarded,
-                name=name,
-                description=description,
-                annotations=annotations,
-                meta={PERMISSION_META_KEY: permission},
-                structured_output=False,
-            )
-            return fn
 
-        return register
+async def member_list(
+    data: AppData,
+    caller: Caller,
+    role: Annotated[Role | None, Field(description="Only members with this role.")] = None,
+) -> Any:
+    members = await data.list_members(caller.org_id, role=role)
+    return {"count": len(members), "members": [m.to_dict() for m in members]}
 
-    @tool(
+
+async def member_get(data: AppData, caller: Caller, user_id: UserId = None, email: Email = None) -> Any:
+    return (await data.get_member(caller.org_id, user_id=user_id, email=email)).to_dict()
+
+
+async def member_update_role(
+    data: AppData,
+    caller: Caller,
+    role: Annotated[Role, Field(description="The new role.")],
+    user_id: UserId = None,
+    email: Email = None,
+) -> Any:
+    member, previous = await data.update_member_role(caller, role, user_id=user_id, email=email)
+    return {"member": member.to_dict(), "previous_role": previous, "changed": previous != member.role}
+
+
+async def member_remove(data: AppData, caller: Caller, user_id: UserId = None, email: Email = None) -> Any:
+    return {"removed": (await data.remove_member(caller, user_id=user_id, email=email)).to_dict()}
+
+
+async def invitation_list(data: AppData, caller: Caller) -> Any:
+    invitations = await data.list_invitations(caller.org_id)
+    return {"count": len(invitations), "invitations": [i.to_dict() for i in invitations]}
+
+
+async def invitation_create(
+    data: AppData,
+    caller: Caller,
+    email: Annotated[str, Field(description="Address to invite.", min_length=3, max_length=254)],
+    role: Annotated[Role, Field(description="Role on joining.")],
+) -> Any:
+    return {"invitation": (await data.create_invitation(caller, email, role)).to_dict()}
+
+
+async def invitation_cancel(
+    data: AppData,
+    caller: Caller,
+    invitation_id: Annotated[str | None, Field(description="The invitation id.", min_length=1)] = None,
+    email: Annotated[str | None, Field(description="The invited address.", min_length=3)] = None,
+) -> Any:
+    canceled = await data.cancel_invitation(caller, invitation_id=invitation_id, email=email)
+    return {"canceled": canceled.to_dict()}
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """A tool as data: its name, the permission it needs, its MCP annotations, what the model is told, and
+    its handler."""
+
+    name: str
+    permission: str
+    annotations: ToolAnnotations
+    description: str
+    handler: Callable[..., Awaitable[Any]]
+
+
+TOOLS: tuple[ToolSpec, ...] = (
+    ToolSpec(
         "organization_get",
         "organization:read",
         READ,
         "Get your organization: id, name, member count, created.",
-    )
-    async def organization_get(ctx: Context) -> str:
-        organization = await appdata.get_organization(_caller(ctx).org_id)
-        return _json(organization.to_dict())
-
-    @tool(
+        organization_get,
+    ),
+    ToolSpec(
         "member_list",
         "member:read",
         READ,
         "List your organization's members (user id, name, email, role, joined), optionally of one role.",
-    )
-    async def member_list(
-        ctx: Context, role: Annotated[Role | None, Field(description="Only members with this role.")] = None
-    ) -> str:
-        members = await appdata.list_members(_caller(ctx).org_id, role=role)
-        return _json({"count": len(members), "members": [m.to_dict() for m in members]})
-
-    @tool("member_get", "member:read", READ, "Get one member by user_id or email (give one).")
-    async def member_get(ctx: Context, user_id: UserId = None, email: Email = None) -> str:
-        member = await appdata.get_member(_caller(ctx).org_id, user_id=user_id, email=email)
-        return _json(member.to_dict())
-
-    @tool(
+        member_list,
+    ),
+    ToolSpec("member_get", "member:read", READ, "Get one member by user_id or email (give one).", member_get),
+    ToolSpec(
         "member_update_role",
         "member:update",
         CHANGE,
         "Change a member's role, member found by user_id or email (give one). "
         "Roles rank owner > admin > member > viewer.",
-    )
-    async def member_update_role(
-        ctx: Context,
-        role: Annotated[Role, Field(description="The new role.")],
-        user_id: UserId = None,
-        email: Email = None,
-    ) -> str:
-        member, previous = await appdata.update_member_role(_caller(ctx), role, user_id=user_id, email=email)
-        return _json(
-            {"member": member.to_dict(), "previous_role": previous, "changed": previous != member.role}
-        )
-
-    @tool("member_remove", "member:delete", CHANGE, "Remove a member, found by user_id or email (give one).")
-    async def member_remove(ctx: Context, user_id: UserId = None, email: Email = None) -> str:
-        member = await appdata.remove_member(_caller(ctx), user_id=user_id, email=email)
-        return _json({"removed": member.to_dict()})
-
-    @tool(
+        member_update_role,
+    ),
+    ToolSpec(
+        "member_remove",
+        "member:delete",
+        CHANGE,
+        "Remove a member, found by user_id or email (give one).",
+        member_remove,
+    ),
+    ToolSpec(
         "invitation_list",
         "invitation:read",
         READ,
         "List pending invitations (id, email, role, inviter, created).",
-    )
-    async def invitation_list(ctx: Context) -> str:
-        invitations = await appdata.list_invitations(_caller(ctx).org_id)
-        return _json({"count": len(invitations), "invitations": [i.to_dict() for i in invitations]})
-
-    @tool("invitation_create", "invitation:create", ADD, "Invite an email address to join with a role.")
-    async def invitation_create(
-        ctx: Context,
-        email: Annotated[str, Field(description="Address to invite.", min_length=3, max_length=254)],
-        role: Annotated[Role, Field(description="Role on joining.")],
-    ) -> str:
-        invitation = await appdata.create_invitation(_caller(ctx), email, role)
-        return _json({"invitation": invitation.to_dict()})
-
-    @tool(
+        invitation_list,
+    ),
+    ToolSpec(
+        "invitation_create",
+        "invitation:create",
+        ADD,
+        "Invite an email address to join with a role.",
+        invitation_create,
+    ),
+    ToolSpec(
         "invitation_cancel",
         "invitation:cancel",
         CHANGE,
         "Cancel a pending invitation by id or email (give one).",
-    )
-    async def invitation_cancel(
-        ctx: Context,
-        invitation_id: Annotated[str | None, Field(description="The invitation id.", min_length=1)] = None,
-        email: Annotated[str | None, Field(description="The invited address.", min_length=3)] = None,
-    ) -> str:
-        invitation = await appdata.cancel_invitation(_caller(ctx), invitation_id=invitation_id, email=email)
-        return _json({"canceled": invitation.to_dict()})
+        invitation_cancel,
+    ),
+)
+"""The built-in tools (DESIGN: "Tools (MCP)")."""
 
+
+def _bound(spec: ToolSpec, data: AppData) -> Callable[..., Awaitable[str]]:
+    """`spec`'s handler as an MCP tool function: it takes the request `Context` in place of the data and
+    the caller, refuses a caller whose role lacks the permission, and turns refusals into tool errors.
+    Its signature (without the first two parameters) is what the SDK makes the input schema from."""
+
+    async def run(ctx: Context, **arguments: Any) -> str:
+        caller = caller_from_meta(ctx)
+        if not caller.can(spec.permission):
+            raise ToolError(not_permitted(caller, spec.name, spec.permission))
+        try:
+            return _json(await spec.handler(data, caller, **arguments))
+        except AppDataError as exc:
+            raise ToolError(str(exc)) from exc
+        except Unavailable as exc:
+            raise ToolError(exc.message) from exc
+
+    own = list(inspect.signature(spec.handler, eval_str=True).parameters.values())[2:]
+    context = inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)
+    run.__signature__ = inspect.Signature([context, *(p.replace(kind=p.KEYWORD_ONLY) for p in own)])  # type: ignore[attr-defined]
+    run.__annotations__ = {"ctx": Context, **{p.name: p.annotation for p in own}, "return": str}
+    run.__name__ = spec.name
+    return run
+
+
+def build_server(data: AppData) -> MCPServer:
+    """The MCP server with the built-in tools, each bound to `data`."""
+    server: MCPServer = MCPServer("chatbot-app", instructions="Tools over the caller's own organization.")
+    for spec in TOOLS:
+        server.add_tool(
+            _bound(spec, data),
+            name=spec.name,
+            description=spec.description,
+            annotations=spec.annotations,
+            meta={PERMISSION_META_KEY: spec.permission},
+            structured_output=False,
+        )
     return server
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def compact_schema(schema: Any) -> Any:
@@ -234,6 +280,21 @@ class _Listed:
     description: str
     input_schema: dict[str, Any]
     permission: str
+
+    @property
+    def read_only(self) -> bool:
+        return self.permission.endswith(":read")
+
+
+def _argument_problem(listed: _Listed, arguments: object) -> str | None:
+    """Why `arguments` cannot be passed to the tool (not an object, unknown names), or None."""
+    if not isinstance(arguments, dict) or not all(isinstance(key, str) for key in arguments):
+        return f"Invalid arguments for {listed.name}: they must be a JSON object."
+    unknown = sorted(set(arguments) - set(listed.input_schema.get("properties", {})))
+    if not unknown:
+        return None
+    hint = " The organization is always your own; it is not an argument." if "org_id" in unknown else ""
+    return f"Invalid arguments for {listed.name}: unknown {', '.join(unknown)}.{hint}"
 
 
 class Toolbox:
@@ -323,30 +384,20 @@ class Toolbox:
             return ToolResult(True, f"Unknown tool {name!r}. Available tools: {available}.")
         if not caller.can(listed.permission):
             return ToolResult(True, not_permitted(caller, name, listed.permission))
-        if not isinstance(arguments, dict) or not all(isinstance(key, str) for key in arguments):
-            return ToolResult(True, f"Invalid arguments for {name}: they must be a JSON object.")
-        unknown = sorted(set(arguments) - set(listed.input_schema.get("properties", {})))
-        if unknown:
-            hint = (
-                " The organization is always your own; it is not an argument." if "org_id" in unknown else ""
-            )
-            return ToolResult(True, f"Invalid arguments for {name}: unknown {', '.join(unknown)}.{hint}")
+        refusal = _argument_problem(listed, arguments)
+        if refusal is not None:
+            return ToolResult(True, refusal)
+        assert isinstance(arguments, dict)
         try:
             with anyio.fail_after(self.timeout_seconds):
                 result = await client.call_tool(name, arguments, meta=caller_meta(caller))
         except TimeoutError:
-            note = (
-                ""
-                if listed.permission.endswith(":read")
-                else " Check whether the change was applied before retrying."
-            )
+            note = "" if listed.read_only else " Check whether the change was applied before retrying."
             return ToolResult(True, f"{name} timed out after {self.timeout_seconds:g} s.{note}")
         except MCPError as exc:
             logger.warning("tool %s failed with a protocol error: %s", name, exc)
             return ToolResult(True, f"{name} failed: {exc}")
-        except (
-            Exception
-        ) as exc:  # boundary: a broken call must reach the model as a result, not end the request
+        except Exception as exc:
             logger.exception("tool %s failed in the client", name)
             return ToolResult(
                 True, f"{name} failed unexpectedly ({type(exc).__name__}); it may not have run."

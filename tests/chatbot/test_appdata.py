@@ -7,19 +7,15 @@ from typing import Any
 
 import boto3
 import pytest
-from chatbot.appdata import (
-    AppData,
+from chatbot.appdata import AppData, Member, check_keeps_owner_and_admin, member_item, normalize_email
+from chatbot.errors import (
     Conflict,
     GuardRailViolation,
     InvalidInput,
-    Member,
-    NotFound,
     PermissionDenied,
-    check_keeps_owner_and_admin,
-    member_item,
-    normalize_email,
+    RecordNotFound,
+    Unavailable,
 )
-from chatbot.errors import Unavailable
 from chatbot.permissions import Caller, Role
 
 from tests.fakes.dynamodb import APP_TABLE, AtomicClient, InterferingClient
@@ -78,7 +74,7 @@ async def test_organization_reports_name_created_and_member_count(appdata: AppDa
         "2025-01-06T09:00:00Z",
     )
     assert (await appdata.get_organization("org_globex")).member_count == 2
-    with pytest.raises(NotFound):
+    with pytest.raises(RecordNotFound):
         await appdata.get_organization("org_nowhere")
 
 
@@ -95,9 +91,9 @@ async def test_get_member_finds_by_id_or_email_case_insensitively_within_the_org
 ) -> None:
     assert (await appdata.get_member("org_acme", email="  BOB@Acme.test ")).user_id == "user_bob"
     assert (await appdata.get_member("org_acme", user_id="user_erin")).role == "viewer"
-    with pytest.raises(NotFound):
+    with pytest.raises(RecordNotFound):
         await appdata.get_member("org_globex", user_id="user_alice")
-    with pytest.raises(NotFound):
+    with pytest.raises(RecordNotFound):
         await appdata.get_member("org_globex", email="alice@acme.test")
     with pytest.raises(InvalidInput):
         await appdata.get_member("org_acme")
@@ -167,11 +163,11 @@ async def test_the_acting_users_current_role_counts_not_the_one_they_started_wit
 
 async def test_a_change_never_reaches_another_organization_whatever_the_target(appdata: AppData) -> None:
     carol = await caller(appdata, "org_globex", "user_carol")
-    with pytest.raises(NotFound):
+    with pytest.raises(RecordNotFound):
         await appdata.update_member_role(carol, "viewer", user_id="user_bob")
-    with pytest.raises(NotFound):
+    with pytest.raises(RecordNotFound):
         await appdata.remove_member(carol, email="bob@acme.test")
-    with pytest.raises(NotFound):
+    with pytest.raises(RecordNotFound):
         await appdata.cancel_invitation(carol, invitation_id="inv_acme_gina")
     assert [m.role for m in await appdata.list_members("org_acme")] == ["admin", "member", "viewer"]
     assert [i.invitation_id for i in await appdata.list_invitations("org_acme")] == ["inv_acme_gina"]
@@ -185,7 +181,7 @@ async def test_remove_member_deletes_the_membership_but_not_oneself(appdata: App
     assert removed.user_id == "user_erin"
     assert await appdata.get_caller("org_acme", "user_erin") is None
     assert (await appdata.get_organization("org_acme")).member_count == 2
-    with pytest.raises(NotFound):
+    with pytest.raises(RecordNotFound):
         await appdata.remove_member(alice, user_id="user_erin")
 
 
@@ -231,7 +227,7 @@ async def test_invitation_is_created_listed_and_cancelled(appdata: AppData) -> N
     gina = await appdata.cancel_invitation(alice, email="GINA@acme.test")
     assert gina.invitation_id == "inv_acme_gina"
     assert await appdata.list_invitations("org_acme") == []
-    with pytest.raises(NotFound):
+    with pytest.raises(RecordNotFound):
         await appdata.cancel_invitation(alice, email="gina@acme.test")
     again = await appdata.create_invitation(alice, "gina@acme.test", "member")
     assert [i.invitation_id for i in await appdata.list_invitations("org_acme")] == [again.invitation_id]

@@ -7,7 +7,8 @@ from typing import Any
 
 import boto3
 import pytest
-from chatbot.credentials import SecretUnavailable, resolve
+from chatbot.credentials import resolve
+from chatbot.errors import SecretUnavailable
 from chatbot.settings import Settings
 from moto import mock_aws
 

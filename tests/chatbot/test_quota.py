@@ -17,15 +17,9 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError, ReadTimeoutError
 from chatbot.errors import LimitExceeded, Unavailable
-from chatbot.quota import (
-    MIN_USEFUL_OUTPUT,
-    QuotaLedger,
-    Reservation,
-    Usage,
-    estimate_input_tokens,
-    resets_at,
-    seconds_until_reset,
-)
+from chatbot.quota import QuotaLedger, Reservation, resets_at, seconds_until_reset
+from chatbot.room import MIN_USEFUL_OUTPUT
+from chatbot.usage import Usage, estimate_input_tokens
 from moto import mock_aws
 
 TABLE = "ChatbotUsage"

@@ -447,3 +447,21 @@ async def test_a_closed_toolbox_refuses_to_be_used(appdata: AppData) -> None:
         assert await toolbox.definitions(alice)
     with pytest.raises(RuntimeError, match="not open"):
         await toolbox.call(alice, "member_list", {})
+
+
+async def test_the_server_offers_exactly_the_tool_table_with_its_permissions_and_annotations(
+    toolbox: Toolbox,
+) -> None:
+    from chatbot.tools import TOOLS
+
+    async with Client(toolbox.server) as client:
+        listed = {t.name: t for t in (await client.list_tools()).tools}
+    assert sorted(listed) == sorted(spec.name for spec in TOOLS) == ALL_TOOLS
+    for spec in TOOLS:
+        tool = listed[spec.name]
+        assert (tool.meta or {})[PERMISSION_META_KEY] == spec.permission
+        assert tool.annotations == spec.annotations
+        assert tool.description == spec.description
+        # The handler's first two parameters (the data and the caller) are never the model's to give.
+        properties = set(tool.input_schema.get("properties", {}))
+        assert not properties & {"data", "caller", "ctx", "org_id"}, (spec.name, properties)

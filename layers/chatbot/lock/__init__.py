@@ -26,7 +26,7 @@ class Lease:
     def __init__(self, user_id: str, request_id: str, releaser: Callable[[Lease], Awaitable[None]]) -> None:
         self.user_id = user_id
         self.request_id = request_id
-        self.cancelled = asyncio.Event()
+        self.cancelled = anyio.Event()
         """Set when a cancel (from any instance) targets this request."""
         self._releaser = releaser
         self._release: asyncio.Future[None] | None = None
@@ -38,8 +38,9 @@ class Lease:
         """Give the lock back if this lease still owns it. Idempotent; never raises on a store error.
 
         Runs to completion even while the calling task is being cancelled: shielded against anyio's
-        level-triggered cancellation, and run as its own task so a native `task.cancel()` interrupts only
-        the wait, not the release.
+        level-triggered cancellation, and run as its own asyncio task (the one place the request path leaves
+        anyio) so that a native `task.cancel()`, which uvicorn uses when it shuts down, interrupts only the
+        wait, not the release.
         """
         if self._release is None:
             self._release = asyncio.ensure_future(self._releaser(self))

@@ -76,6 +76,30 @@ def _store_call(action: str, timeout: float) -> Iterator[None]:
         raise Unavailable("The request lock store (Redis) is unreachable; please try again shortly.") from exc
 
 
+def connection_pool(
+    redis_url: str, *, connect_timeout: float, max_connections: int
+) -> BlockingConnectionPool[Connection]:
+    """A pool of connections to `redis_url` whose every wait is bounded."""
+    return BlockingConnectionPool.from_url(
+        redis_url,
+        decode_responses=True,
+        max_connections=max_connections,
+        # Waiting for a free pooled connection is bounded too: a stuck pool is an outage.
+        timeout=connect_timeout,
+        socket_connect_timeout=connect_timeout,
+        # No socket_timeout: with one, redis-py sends through asyncio.wait_for, which on Python 3.11
+        # swallows a cancellation that lands as the send completes (tasks then cannot be stopped).
+        # Every call is bounded by the caller's operation timeout instead; redis-py drops a connection
+        # interrupted mid-command, so a timed-out call never leaves a half-read reply in the pool.
+        socket_timeout=None,
+        # One immediate retry on a broken connection (a pooled socket Redis closed, or a frozen Lambda
+        # thawing) and none on a timeout, so a dead Redis answers `Unavailable` within the timeouts.
+        retry=Retry(NoBackoff(), 1, supported_errors=(redis_errors.ConnectionError,)),
+        # Idle connections are pinged before reuse, and the listener's connection is pinged regularly.
+        health_check_interval=10,
+    )
+
+
 class RedisRequestLock:
     """The lock and cancel signal in Redis. Create once per process; it owns one connection pool."""
 
@@ -92,23 +116,8 @@ class RedisRequestLock:
         if ttl_seconds <= 0:
             raise ValueError("ttl_seconds must be positive")
         self._ttl_ms = max(1, round(ttl_seconds * 1000))
-        self._pool: BlockingConnectionPool[Connection] = BlockingConnectionPool.from_url(
-            redis_url,
-            decode_responses=True,
-            max_connections=max_connections,
-            # Waiting for a free pooled connection is bounded too: a stuck pool is an outage.
-            timeout=connect_timeout,
-            socket_connect_timeout=connect_timeout,
-            # No socket_timeout: with one, redis-py sends through asyncio.wait_for, which on Python 3.11
-            # swallows a cancellation that lands as the send completes (tasks then cannot be stopped).
-            # Every call is bounded by `operation_timeout` here instead; redis-py drops a connection
-            # interrupted mid-command, so a timed-out call never leaves a half-read reply in the pool.
-            socket_timeout=None,
-            # One immediate retry on a broken connection (a pooled socket Redis closed, or a frozen Lambda
-            # thawing) and none on a timeout, so a dead Redis answers `Unavailable` within the timeouts.
-            retry=Retry(NoBackoff(), 1, supported_errors=(redis_errors.ConnectionError,)),
-            # Idle connections are pinged before reuse, and the listener's connection is pinged regularly.
-            health_check_interval=10,
+        self._pool = connection_pool(
+            redis_url, connect_timeout=connect_timeout, max_connections=max_connections
         )
         # decode_responses is the pool's already; repeating it tells the type checker replies are str.
         self._redis: Redis[str] = Redis(connection_pool=self._pool, decode_responses=True)

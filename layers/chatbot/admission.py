@@ -1,0 +1,76 @@
+"""Admission of a chat request, before any byte is streamed: who the caller is, whether their role may use
+the assistant, and whether they are free to (their lock).
+
+The membership read (DynamoDB) and the lock (Redis) are two stores, so they are asked concurrently: one
+round trip each, in the time of the slower. A refused membership wins over a held lock, as if it had been
+checked first; the lease taken meanwhile goes back through the request's exit stack.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from typing import Any, TypeVar
+
+import anyio
+
+from .appdata import AppData
+from .auth import Identity
+from .errors import ChatbotError, Forbidden
+from .lock import Lease, RequestLock
+from .permissions import Caller
+
+T = TypeVar("T")
+
+
+async def concurrently(*steps: Callable[[], Awaitable[Any]]) -> list[Any]:
+    """Run `steps` at once; each one's result, or the `ChatbotError` it raised, in the order given.
+
+    A condition is returned rather than raised so the caller decides which refusal wins; anything else (a
+    bug) still propagates.
+    """
+    outcomes: list[Any] = [None] * len(steps)
+
+    async def run(index: int, step: Callable[[], Awaitable[Any]]) -> None:
+        try:
+            outcomes[index] = await step()
+        except ChatbotError as exc:
+            outcomes[index] = exc
+
+    async with anyio.create_task_group() as steps_group:
+        for index, step in enumerate(steps):
+            steps_group.start_soon(run, index, step)
+    return outcomes
+
+
+def succeeded(outcome: T | ChatbotError) -> T:
+    """`outcome`, or raise it if it is a refusal."""
+    if isinstance(outcome, ChatbotError):
+        raise outcome
+    return outcome
+
+
+async def membership(appdata: AppData, identity: Identity) -> Caller:
+    """The caller with the role of their membership record; 403 when they are not a member."""
+    caller = await appdata.get_caller(identity.org_id, identity.user_id)
+    if caller is None:
+        raise Forbidden("You are not a member of this organization.")
+    return caller
+
+
+async def admit(
+    appdata: AppData, lock: RequestLock, identity: Identity, request_id: str, resources: AsyncExitStack
+) -> tuple[Caller, Lease]:
+    """The caller, allowed to chat, and their lease; the lease's release is pushed onto `resources`."""
+
+    async def take_lock() -> Lease:
+        lease = await lock.acquire(identity.user_id, request_id)
+        resources.push_async_callback(lease.release)
+        return lease
+
+    found, locked = await concurrently(lambda: membership(appdata, identity), take_lock)
+    caller: Caller = succeeded(found)
+    if not caller.can("chatbot:use"):
+        raise Forbidden(f"The {caller.role} role may not use the assistant.")
+    lease: Lease = succeeded(locked)
+    return caller, lease
