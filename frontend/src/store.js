@@ -28,6 +28,8 @@ export function createChatStore({ storage = null, now = () => Date.now(), newId 
   const store = createStore((set, get) => ({
     userKey: null,
     messages: [],
+    // The reply being filled, which decides when to save; whether a reply is in flight ("busy") is
+    // the conversation controller's to say (it spans more than this reply's stream).
     streamingId: null,
     usage: null, // {used, limit, resetsAt} of the user tier
     enabled: null, // null = not known yet

@@ -126,6 +126,41 @@ def test_stop_ends_the_stream_keeps_the_partial_answer_and_the_next_message_work
     expect(chat.replies.first).to_contain_text("word0")
 
 
+def test_a_sheet_removed_mid_answer_cancels_its_reply_and_works_again_when_put_back(
+    chat: ChatPage, fake_anthropic: FakeAnthropic
+) -> None:
+    fake_anthropic.enqueue(
+        Reply.text(LONG_ANSWER, chunks=60, delay=0.1),
+        Reply.text("Back in the page, and streaming again.", chunks=8, delay=0.05),
+    )
+    chat.open()
+    chat.send("Tell me something long")
+    expect(chat.replies.last).to_contain_text("word3")
+    with (
+        chat.page.expect_event("requestfailed", lambda r: r.url.endswith("/api/chatbot/message")) as dropped,
+        chat.page.expect_response(lambda r: r.url.endswith("/api/chatbot/cancel")) as cancel,
+    ):
+        chat.page.evaluate("() => (window.__sheet = document.querySelector('chatbot-sheet')).remove()")
+    # The stream was dropped and the server told to cancel, as Stop does.
+    assert dropped.value.failure == "net::ERR_ABORTED"
+    assert cancel.value.status == 200
+    assert isinstance(cancel.value.json()["cancelled"], bool)
+    fake_anthropic.wait_for_disconnects(1, timeout=10)
+    chat.page.wait_for_function("() => window.__sheet.store.getState().messages.at(-1).status === 'stopped'")
+    chat.page.evaluate("() => document.body.append(window.__sheet)")
+    # Put back, it shows the stopped answer and takes the next message (the server's lock is free again),
+    # drawing the reply as it streams.
+    expect(chat.replies.first.get_by_text("Stopped")).to_be_visible()
+    chat.watch()
+    chat.send("And now?")
+    expect(chat.replies.last).to_contain_text("streaming again.")
+    chat.wait_idle()
+    expect(chat.replies).to_have_count(2)
+    expect(chat.sheet.get_by_role("alert")).to_have_count(0)
+    assert any(s["status"] == "streaming" and "Back" in s["text"] for s in chat.snapshots())
+    assert chat.errors == []
+
+
 def test_a_reply_running_in_another_tab_gets_a_clear_409_message(
     server: LiveServer,
     new_context: Callable[..., BrowserContext],

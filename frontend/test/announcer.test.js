@@ -1,0 +1,45 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { Announcer } from "../src/controllers/announcer.js";
+
+const question = { id: "q1", role: "user", text: "Hi" };
+const reply = (status, parts = []) => ({ id: "r1", role: "assistant", status, parts });
+const tool = (status) => ({ kind: "tool", id: "t1", name: "member_list", status });
+
+function setup() {
+  const said = [];
+  let rendered = "";
+  const announcer = new Announcer({ say: (text) => said.push(text), textOf: (id) => (id === "r1" ? rendered : null) });
+  return { said, announcer, render: (text) => (rendered = text) };
+}
+
+describe("announcer", () => {
+  it("reads a live reply out in whole sentences, and the rest when it ends", () => {
+    const { said, announcer, render } = setup();
+    announcer.update([question, reply("streaming")]);
+    render("First sentence here. Second one");
+    announcer.update([question, reply("streaming")]);
+    assert.deepEqual(said, ["First sentence here."]);
+    render("First sentence here. Second one follows. And a last bit");
+    announcer.update([question, reply("streaming")]);
+    announcer.update([question, reply("done")]);
+    announcer.update([question, reply("done")]);
+    assert.deepEqual(said, ["First sentence here.", "Second one follows.", "And a last bit"]);
+  });
+
+  it("announces each tool call's progress once per step", () => {
+    const { said, announcer } = setup();
+    announcer.update([question, reply("streaming", [tool("running")])]);
+    announcer.update([question, reply("streaming", [tool("running")])]);
+    announcer.update([question, reply("streaming", [tool("done")])]);
+    assert.deepEqual(said, ["Listing members", "Listed members"]);
+  });
+
+  it("does not read out a reply restored from storage, nor a question", () => {
+    const { said, announcer, render } = setup();
+    render("An old answer.");
+    announcer.update([question]);
+    announcer.update([question, reply("done")]);
+    assert.deepEqual(said, []);
+  });
+});
