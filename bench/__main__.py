@@ -95,6 +95,7 @@ def run(label: str, quick: bool) -> dict[str, Any]:
             )
             results["breakdown"] = asyncio.run(measure.breakdown(app.url, users[:20], 20 if quick else 40))
             results["caching"] = asyncio.run(measure.caching(app.url, users[20:22]))
+            results["cpu"] = asyncio.run(measure.cpu_per_request(app, users[:20], 50 if quick else 200))
             results["concurrency_lean"] = asyncio.run(measure.concurrency(app, anthropic_url, users, levels))
         with harness.app_server(lean, redis_url=None) as app:
             print("lean DynamoDB, in-memory lock: ttft", flush=True)

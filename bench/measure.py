@@ -157,6 +157,26 @@ async def concurrency(
     return results
 
 
+async def cpu_per_request(app: harness.AppProcess, users: list[str], n: int) -> dict[str, float]:
+    """The app process's CPU time (user + system) per request, over `n` sequential requests of each kind:
+    a plain answer (one model call) and a tool round (two model calls and a tool call)."""
+    process = psutil.Process(app.pid)
+    results: dict[str, float] = {}
+    async with _client(app.url) as client:
+        for kind, message in (("plain", "hello"), ("tool", "tools=1 self={user}")):
+            for i in range(10):  # warm: pools, caches, lazily imported code
+                user = users[i % len(users)]
+                await harness.app_stream(client, user, message.format(user=user))
+            before = process.cpu_times()
+            for i in range(n):
+                user = users[i % len(users)]
+                await harness.app_stream(client, user, message.format(user=user))
+            after = process.cpu_times()
+            spent = (after.user - before.user) + (after.system - before.system)
+            results[kind] = spent * 1000 / n
+    return results
+
+
 async def caching(app_url: str, users: list[str]) -> list[dict[str, Any]]:
     """`usage` events of: user A with one tool call (two model calls), A again, and B (same role)."""
     rows: list[dict[str, Any]] = []

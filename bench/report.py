@@ -329,6 +329,7 @@ def target_summary(runs: dict[str, dict[str, Any]]) -> str:
             f"{_met(writes_ok)} (+1 final settle per request)",
         ),
         ("Redis round trips", "-", f"{k0['redis']:g} per request whatever the tool calls", "-"),
+        _cpu_row(runs),
         (
             "Ready after start",
             "≤ floor + 150 ms",
@@ -360,6 +361,22 @@ def target_summary(runs: dict[str, dict[str, Any]]) -> str:
     out.append("| --- | --- | --- | --- |")
     out += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     return "\n".join(out) + "\n"
+
+
+def _cpu_row(runs: dict[str, dict[str, Any]]) -> tuple[str, str, str, str]:
+    """The app process's CPU time per request, latest run against the one before."""
+    latest = runs[list(runs)[-1]].get("cpu", {})
+    before = runs.get("before", {}).get("cpu")
+    measured = f"plain {f(latest.get('plain', float('nan')))} ms, with a tool round {f(latest.get('tool', float('nan')))} ms"
+    if before is None or "before" not in runs or list(runs)[-1] == "before":
+        return ("App CPU per request", "no worse than before", measured, "-")
+    ok = latest["plain"] <= before["plain"] * 1.1 and latest["tool"] <= before["tool"] * 1.1
+    return (
+        "App CPU per request",
+        "no worse than before (within 10 %)",
+        f"{measured} (before: plain {f(before['plain'])} ms, tool round {f(before['tool'])} ms)",
+        _met(ok),
+    )
 
 
 def render(runs: dict[str, dict[str, Any]]) -> str:
@@ -587,62 +604,53 @@ def render(runs: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-CHANGES = """## What the numbers showed, and what changed between *before* and *after*
+CHANGES = """## What changed between *before* and *after*
 
-*before* is the working tree as it stood when this benchmark was first run (a snapshot, hence no commit);
-*after* adds:
+*before* is commit `3d9bd83`, the code as the performance work left it (its figures were the *after* of
+the previous publication). *after* is the request core reshaped for readability: the SSE edge is one anyio
+task group with a memory object stream between the producer and the writer, the agent turn is an async
+generator of events, a `Meter` owns each request's reservations, and DynamoDB is called through one
+helper (docs/ARCHITECTURE.md). Behaviour is unchanged; the question here was only whether it costs anything.
 
-1. **Admission: membership read ∥ lock acquire.** The membership read (DynamoDB `TransactGetItems`) and the
-   lock (Redis script) ran one after the other; they now run concurrently (`app._admit`), so admission
-   costs the slower of the two instead of their sum. A refused membership (403) still wins over a held
-   lock and gives back the lock it took, and never releases a lock it did not take
-   (`tests/e2e/test_admission.py`). Admission is one round trip per store: app data 1, Redis 1, then the
-   usage ledger 1 (the reservation needs the role's tools and the system prompt, so it cannot start
-   before the membership read answers).
-2. **Cold start: no second Python for the secrets.** `run.sh` started a separate interpreter that imported
-   boto3 and read the two Secrets Manager secrets before exec'ing uvicorn: a whole interpreter start plus a
-   boto3 import on every cold start (the "ready - floor" row). The app now reads them in its lifespan
-   (`chatbot/credentials.py`), in a worker thread, overlapping the DynamoDB client's creation.
-3. **Less CPU per request.** The agent reads the raw event stream (`messages.create(stream=True)`) and
-   accumulates only what it needs, instead of the SDK's `messages.stream()` helper, which rebuilt a
-   snapshot of the whole message on every event; and the SSE edge sends every event already queued in one
-   write instead of one write per event.
+- **Added time to first token**: unchanged within noise. The two published runs differ by about a
+  millisecond either way from one run to the next on this shared machine, so the two trees were also
+  measured side by side: four rounds alternating *before* and *after*, 150 pairs each, a fresh app process
+  per round. Per-pair added TTFT p50: 10.1 ms *before*, 9.4 ms *after*; arrival to the first model call:
+  6.7 and 6.6 ms. (Fresh processes and fewer requests put that A/B's absolute figures above the
+  published ones; what it is for is the comparison.)
+- **CPU per request** (`cpu` in the results; the app process's user + system time over 200 sequential
+  requests of each kind, after 10 to warm up). The first version of the reshaped edge cost about 2 ms more
+  per plain request. A profile showed why: the producer yielded to the writer after every event (anyio's
+  `send` is a checkpoint), so each event went out in a write of its own (23 socket writes per request
+  instead of 8), and the writer opened a timed cancel scope for every one. The producer now queues with
+  `send_nowait` while there is room, and the writer takes what is queued without a timed wait, so events
+  produced together go out together again. *before*'s CPU figure comes from an interleaved A/B run (the
+  two trees alternating, four rounds, medians), since its own run predates this measurement.
 
-Looked at and left as they were, because the numbers say they do not matter or did not help:
+## Earlier rounds
 
-- **Tool listing** is already cached: the Toolbox lists the MCP tools once when it opens; per request it
-  only filters by role and copies the definitions (about 0.05 ms, the `tool_listing` column).
-- **Clients and connections** are created once per process (boto3 client with a 100-connection pool, one
-  `AsyncAnthropic`, one Redis pool) and reused; Redis costs 2 round trips per request (acquire, release)
-  whatever the number of tool calls.
-- **Usage writes**: one `TransactWriteItems` per model call (reserving call N+1 settles call N in the same
-  transaction) plus the final settle, i.e. K+2 writes for K tool rounds (K+1 model calls).
-- **Imports**: beyond the SDK floor the function's own import adds only `pydantic_settings` (+ `dotenv`)
-  and the `chatbot` modules; the floor itself (anthropic, mcp, boto3, powertools) is most of the start.
-  Note: this machine sets `PYTHONDONTWRITEBYTECODE` and uv installs without `.pyc`, so every import compiled
-  from source (about 3.5 s instead of 1.9 s for the floor); the benchmark compiles bytecode first, as a
-  deployed layer has it (`sam build`'s pip writes `.pyc`: 3,588 of them in `.aws-sam/build`).
-- **uvloop + httptools** for uvicorn (tried from a scratch directory): 10.5-11.5 ms of app CPU per request
-  with or without them, within the noise, so no new dependency. A shorter GIL switch interval
-  (`sys.setswitchinterval(0.0005)`) made concurrent TTFT worse.
+The performance work before this (its *before* was the first working tree) made admission concurrent
+(membership read ∥ lock acquire: one round trip per store), read the Secrets Manager secrets in the app's
+lifespan instead of in a second Python started by `run.sh` (ready after start went from floor +677 ms to
++8 ms), read the raw Messages event stream instead of the SDK's snapshot-building `messages.stream()`, and
+sent every queued SSE event in one write. It also found that the test servers' sockets lacked
+`IPPROTO_TCP`, so asyncio never set `TCP_NODELAY` on them and Nagle plus delayed ACK added 40 ms to every
+reused connection (the bimodal TTFT of the first runs); the function itself, started by uvicorn with
+`--host/--port`, was not affected.
+
+Looked at and left as they were: tool listing (cached when the Toolbox opens; per request about 0.05 ms
+to filter and copy), clients (created once per process), imports (beyond the SDK floor only
+`pydantic_settings` and our modules; the floor is anthropic, mcp, boto3 and powertools), and
+uvloop + httptools (10.5-11.5 ms of app CPU per request with or without them, so no new dependency).
 
 **Concurrency is CPU-bound, and in Lambda it is not one process's problem.** Each request costs the app
 process some milliseconds of CPU (the Anthropic SDK's per-event parsing, h11 on both sides,
-Starlette/uvicorn, the Redis client, and boto3's serialisation of the three DynamoDB calls in worker
-threads). N simultaneous streams on one process therefore wait about N times that before the last one's
-first token, which is what the concurrency tables show; meeting "300 streams with p99 added ≤ 150 ms" on
-one process would need well under 1 ms of CPU per request, which no Python stack here approaches. In
-production each Lambda execution environment serves one invocation at a time, so 300 simultaneous streams
-run on 300 environments, each at the sequential figures above; the single-process table matters for running
-the app in a container. RSS stays far under 300 MB at every level. The tables against moto add moto's
-queueing on top (seconds at 100+ streams).
-
-**The 40 ms mode, found and fixed.** Earlier runs had a bimodal TTFT: about half the requests, direct SDK
-calls and app requests alike, took ~40 ms longer. The cause was the test servers, not the app: the fake
-Anthropic API (and the e2e harness) served on a socket created as `socket.socket(AF_INET, SOCK_STREAM)`,
-whose `proto` is 0, and asyncio only sets `TCP_NODELAY` on transports whose socket says `IPPROTO_TCP`; so
-on every reused keep-alive connection Nagle held the response's second write until the client's delayed
-ACK (40 ms). Both now create their sockets with `IPPROTO_TCP`. The function itself is not affected:
-uvicorn started with `--host/--port` (as `run.sh` does) lets asyncio create the socket, with the right
-proto.
+Starlette/uvicorn, the Redis client, and boto3's serialisation of the DynamoDB calls in worker threads). N
+simultaneous streams on one process therefore wait about N times that before the last one's first token,
+which is what the concurrency tables show; meeting "300 streams with p99 added ≤ 150 ms" on one process
+would need well under 1 ms of CPU per request, which no Python stack here approaches. In production each
+Lambda execution environment serves one invocation at a time, so 300 simultaneous streams run on 300
+environments, each at the sequential figures above; the single-process table matters for running the app
+in a container. RSS stays far under 300 MB at every level. The tables against moto add moto's queueing on
+top (seconds at 100+ streams).
 """
