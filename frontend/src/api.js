@@ -1,4 +1,4 @@
-// The chatbot's HTTP API (DESIGN.md), and what each failure means to the person in front of the panel.
+// The chatbot's HTTP API (README, "How it works"), and what each failure means to the person in front of the panel.
 import { readEventStream } from "./sse.js";
 
 /** A JSON error answered before any stream started (`{error, message, ...}` with its HTTP status). */

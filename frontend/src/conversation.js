@@ -1,6 +1,6 @@
 // The conversation as plain data, and the pure steps that change it. No DOM, no I/O: unit tested in Node.
 
-/** How many history turns the API accepts (DESIGN.md: at most 40, alternating, starting with user). */
+/** How many history turns the API accepts (at most 40, alternating, starting with user). */
 export const MAX_HISTORY_TURNS = 40;
 
 /** A new user message. */
@@ -26,7 +26,7 @@ function settleRunningTools(parts, status) {
 }
 
 /**
- * Applies one stream event (`{type, data}` as DESIGN.md's SSE table defines) to an assistant reply,
+ * Applies one stream event (`{type, data}` as the API's SSE events are: README, "How it works") to an assistant reply,
  * returning the updated reply. Text after a tool call starts a new text part, so the reply reads in
  * the order things happened.
  */

@@ -1,4 +1,4 @@
-// Human words for the tools DESIGN.md defines: what the indicator says while a call runs and after.
+// Human words for the built-in tools: what the indicator says while a call runs and after.
 
 const TOOLS = {
   organization_get: ["Looking up your organization", "Looked up your organization"],

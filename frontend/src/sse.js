@@ -1,7 +1,7 @@
 // Server-sent events from a fetch() body: framing by eventsource-parser, payloads as JSON.
 import { createParser } from "eventsource-parser";
 
-/** The event types DESIGN.md's stream may carry; anything else is ignored (forward compatible). */
+/** The event types the stream may carry; anything else is ignored (forward compatible). */
 export const EVENT_TYPES = new Set(["text", "tool_use", "tool_result", "usage", "done", "error"]);
 
 /** Raised when a frame's data is not the JSON object the protocol promises. */

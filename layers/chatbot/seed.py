@@ -1,4 +1,4 @@
-"""Local mode: create the two tables where missing and load the demo data of DESIGN.md (both idempotent)."""
+"""Local mode: create the two tables where missing and load the demo data (README, "Demo data"), idempotently."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ DEMO_CREATED_AT = "2025-01-06T09:00:00Z"
 
 DEMO_ORGANIZATIONS: dict[str, str] = {"org_acme": "Acme Inc", "org_globex": "Globex Corporation"}
 
-# (user id, name, email, organization, role, joined) exactly as DESIGN.md's demo table.
+# (user id, name, email, organization, role, joined): the README's demo table.
 _DEMO_PEOPLE: tuple[tuple[str, str, str, str, Role, str], ...] = (
     ("user_alice", "Alice Anders", "alice@acme.test", "org_acme", "admin", DEMO_CREATED_AT),
     ("user_bob", "Bob Brown", "bob@acme.test", "org_acme", "member", "2025-01-07T10:00:00Z"),

@@ -9,7 +9,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    """Every variable DESIGN.md names, with its default. Secrets are `SecretStr` so they never print."""
+    """Every variable of the README's configuration table, with its default. Secrets are `SecretStr` so they
+    never print."""
 
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
@@ -29,7 +30,7 @@ class Settings(BaseSettings):
 
     chatbot_lock_ttl_seconds: float = Field(default=300, gt=0)
     chatbot_request_timeout_seconds: float = Field(default=240, gt=0)
-    # Not in DESIGN.md's table: tuning knobs with safe defaults, overridable for tests.
+    # Tuning knobs with safe defaults, overridable for tests.
     chatbot_tool_timeout_seconds: float = Field(default=20, gt=0)
     chatbot_tool_result_max_chars: int = Field(default=20_000, ge=100)
     chatbot_keepalive_seconds: float = Field(default=15, gt=0)

@@ -205,7 +205,7 @@ TOOLS: tuple[ToolSpec, ...] = (
         invitation_cancel,
     ),
 )
-"""The built-in tools (DESIGN: "Tools (MCP)")."""
+"""The built-in tools (README, "Tools")."""
 
 
 def _bound(spec: ToolSpec, data: AppData) -> Callable[..., Awaitable[str]]:

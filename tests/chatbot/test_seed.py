@@ -1,4 +1,4 @@
-"""Local-mode tables and demo data: created where missing, seeded exactly as DESIGN.md says, idempotently."""
+"""Local-mode tables and demo data: created where missing, seeded exactly as the README's demo table says, idempotently."""
 
 from __future__ import annotations
 

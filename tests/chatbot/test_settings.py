@@ -1,4 +1,4 @@
-"""Settings: read once from the environment, with DESIGN.md's defaults, secrets that never print."""
+"""Settings: read once from the environment, with the documented defaults, secrets that never print."""
 
 from __future__ import annotations
 
