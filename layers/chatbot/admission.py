@@ -1,21 +1,24 @@
 """Admission of a chat request, before any byte is streamed: who the caller is, whether their role may use
-the assistant, and whether they are free to (their lock).
+the assistant, whether they are free to (their lock), and the conversation they continue.
 
-The membership read (DynamoDB) and the lock (Redis) are two stores, so they are asked concurrently: one
-round trip each, in the time of the slower. A refused membership wins over a held lock, as if it had been
-checked first; the lease taken meanwhile goes back through the request's exit stack.
+The membership read, the lock and the conversation are asked concurrently: one round trip each, in the
+time of the slowest, so continuing a conversation costs no round trip of its own. Refusals are reported
+as if checked one after the other: membership (403), then the conversation (404), then the lock (409);
+a lease taken meanwhile goes back through the request's exit stack.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import anyio
 
 from .appdata import AppData
 from .auth import Identity
+from .conversations import ConversationStore, Loaded
 from .errors import ChatbotError, Forbidden
 from .lock import Lease, RequestLock
 from .permissions import Caller
@@ -58,19 +61,43 @@ async def membership(appdata: AppData, identity: Identity) -> Caller:
     return caller
 
 
+@dataclass(frozen=True)
+class Admission:
+    """An admitted request: its caller, their lease, and the conversation it continues (None: a new one)."""
+
+    caller: Caller
+    lease: Lease
+    loaded: Loaded | None
+
+
 async def admit(
-    appdata: AppData, lock: RequestLock, identity: Identity, request_id: str, resources: AsyncExitStack
-) -> tuple[Caller, Lease]:
-    """The caller, allowed to chat, and their lease; the lease's release is pushed onto `resources`."""
+    appdata: AppData,
+    lock: RequestLock,
+    conversations: ConversationStore,
+    identity: Identity,
+    request_id: str,
+    resources: AsyncExitStack,
+    *,
+    conversation_id: str | None = None,
+    budget: int = 0,
+) -> Admission:
+    """The caller, allowed to chat, with their lease (its release pushed onto `resources`) and, given
+    `conversation_id`, that conversation of theirs loaded up to `budget` estimated tokens."""
 
     async def take_lock() -> Lease:
         lease = await lock.acquire(identity.user_id, request_id)
         resources.push_async_callback(lease.release)
         return lease
 
-    found, locked = await concurrently(lambda: membership(appdata, identity), take_lock)
+    async def load() -> Loaded | None:
+        if conversation_id is None:
+            return None
+        return await conversations.load(identity.user_id, identity.org_id, conversation_id, budget)
+
+    found, loaded, locked = await concurrently(lambda: membership(appdata, identity), load, take_lock)
     caller: Caller = succeeded(found)
     if not caller.can("chatbot:use"):
         raise Forbidden(f"The {caller.role} role may not use the assistant.")
+    conversation: Loaded | None = succeeded(loaded)
     lease: Lease = succeeded(locked)
-    return caller, lease
+    return Admission(caller, lease, conversation)

@@ -8,6 +8,7 @@ SSE edge writes); its return value is carried by `Turn.stop_reason`. Quota goes 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -21,7 +22,11 @@ import httpx2
 from anthropic import AsyncAnthropic
 from anyio.streams.memory import MemoryObjectSendStream
 
+from . import context
 from .answer import Answer, ToolCall, accumulate
+from .approval import DECLINED, PendingCall, needs_approval
+from .audit import AuditLog
+from .context import Message
 from .errors import ChatbotError, UpstreamError, UpstreamOverloaded
 from .events import Event, StopReason, event
 from .meter import Meter
@@ -116,53 +121,214 @@ class ModelCall:
 
 
 @dataclass
+class Request:
+    """Where a turn runs: its request and conversation (for the audit trail and the calls left waiting)."""
+
+    request_id: str
+    conversation_id: str
+    audit: AuditLog
+    clock: Callable[[], float] = time.time
+
+
+@dataclass
 class Turn:
-    """One request's run of the loop. `prepare` lists the tools and reserves quota for the first call before
-    any byte is streamed (so a spent quota is a 429); `events` streams the rest."""
+    """One request's run of the loop, in a conversation.
+
+    Built from the stored conversation (`history`) and what this request brings: the user's new `text`, or
+    the user's `decisions` on the calls left waiting (or both: a new message declines the calls still
+    waiting). `prepare` lists the tools, builds the context and reserves quota for the first call before any
+    byte is streamed (so a spent quota is a 429); `events` streams the rest. `added` is every message this
+    request adds to the conversation; `pending` the calls it leaves waiting for approval.
+    """
 
     client: AsyncAnthropic
     toolbox: Toolbox
     meter: Meter
     settings: Settings
     caller: Caller
-    messages: list[dict[str, Any]]
+    request: Request
+    history: list[Message] = field(default_factory=list)
+    text: str | None = None
+    decisions: list[tuple[PendingCall, bool]] = field(default_factory=list)
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
     iterations: int = 0
     stop_reason: StopReason | None = None
+    messages: list[Message] = field(default_factory=list)
+    added: list[Message] = field(default_factory=list)
+    pending: list[PendingCall] = field(default_factory=list)
     _max_tokens: int = 0
     _tools: list[dict[str, Any]] = field(default_factory=list)
     _system: list[dict[str, Any]] = field(default_factory=list)
 
     async def prepare(self) -> None:
-        """List the caller's tools, write the system prompt, and reserve the first call (`LimitExceeded`)."""
+        """List the caller's tools, write the system prompt, build the context, and reserve the first call
+        (`LimitExceeded`). A request that runs approved calls first reserves after them, once their results
+        are part of what the model reads."""
         self._tools = await self.toolbox.definitions(self.caller)
         if self._tools:
             self._tools[-1]["cache_control"] = EPHEMERAL
         self._system = [
             {"type": "text", "text": system_prompt(self.caller, self.now()), "cache_control": EPHEMERAL}
         ]
-        self._max_tokens = await self._reserve()
+        incoming = [] if self.text is None else [self._user_message()]
+        self.added = list(incoming)
+        self.messages = context.build(self.history, incoming, self._context_budget())
+        if self.text is not None:
+            self._max_tokens = await self._reserve()
 
     async def events(self, tasks: anyio.abc.TaskGroup) -> AsyncGenerator[Event, None]:
-        """Model calls and tools until the model ends its turn or the cap is reached; `stop_reason` tells
-        which. Tool calls run concurrently in `tasks`, the request's task group (a task group of our own
-        cannot stay open across a `yield`: PEP 789)."""
-        for index in range(self.settings.chatbot_max_iterations):
-            if index > 0:
+        """Decided calls, then model calls and tools until the model ends its turn, a call waits for
+        approval, or the cap is reached; `stop_reason` tells which. Tool calls run concurrently in `tasks`,
+        the request's task group (a task group of our own cannot stay open across a `yield`: PEP 789)."""
+        async with aclosing(self._decided(tasks)) as decided:
+            async for evt in decided:
+                yield evt
+        for _ in range(self.settings.chatbot_max_iterations):
+            if self._max_tokens == 0:
                 self._max_tokens = await self._reserve()
             self.iterations += 1
             call = ModelCall(self.client, self._params(self._max_tokens), self.meter)
+            self._max_tokens = 0
             async with aclosing(call.events()) as call_events:
                 async for evt in call_events:
                     yield evt
-            self.messages.append({"role": "assistant", "content": call.answer.content()})
+            self._add({"role": "assistant", "content": call.answer.content()})
             if call.answer.stop_reason != "tool_use":
                 self.stop_reason = "max_tokens" if call.answer.stop_reason == "max_tokens" else "end_turn"
                 return
             async with aclosing(self._tool_events(call.answer.tool_calls(), tasks)) as tool_events:
                 async for evt in tool_events:
                     yield evt
+            if self.pending:
+                self.stop_reason = "approval_required"
+                return
         self.stop_reason = "max_iterations"
+
+    def _user_message(self) -> Message:
+        """The new message: the results of the calls it declines, then what the user typed."""
+        assert self.text is not None
+        declined = [
+            _result_block(call.id, ToolResult(True, DECLINED, "declined")) for call, _ in self.decisions
+        ]
+        if not declined:
+            return {"role": "user", "content": self.text}
+        return {"role": "user", "content": [*declined, {"type": "text", "text": self.text}]}
+
+    def _context_budget(self) -> int:
+        """`CHATBOT_CONTEXT_TOKEN_BUDGET`, lowered to what the user tier can hold beside the prompt and an
+        answer when that is less."""
+        fixed = estimate_input_tokens({"system": self._system, "tools": self._tools, "messages": []})
+        room = self.meter.limits["user"] - fixed - self.settings.chatbot_max_tokens
+        return max(0, min(self.settings.chatbot_context_token_budget, room))
+
+    def _add(self, message: Message) -> None:
+        """A message this request adds: kept for the conversation, and (without our private keys) for the
+        model."""
+        self.added.append(message)
+        self.messages = context.appended(self.messages, message)
+
+    async def _decided(self, tasks: anyio.abc.TaskGroup) -> AsyncGenerator[Event, None]:
+        """The outcome of each decided call: an approved one runs now (its permission checked again), a
+        declined one gets a result saying so. After a new message, they are all declined already."""
+        declined = ToolResult(True, DECLINED, "declined")
+        if self.text is not None:
+            for waiting, _ in self.decisions:
+                await self._record(waiting.name, waiting.input, declined, approved=False)
+                yield _result_event(waiting.id, waiting.name, declined)
+            return
+        results: dict[str, ToolResult] = {}
+        for waiting, ok in self.decisions:
+            if not ok:
+                results[waiting.id] = declined
+                await self._record(waiting.name, waiting.input, declined, approved=False)
+                yield _result_event(waiting.id, waiting.name, declined)
+        approved = [ToolCall(waiting.id, waiting.name, waiting.input) for waiting, ok in self.decisions if ok]
+        async with aclosing(self._run_all(approved, tasks, approved=True)) as ran:
+            async for call, result in ran:
+                results[call.id] = result
+                yield _result_event(call.id, call.name, result)
+        if results:
+            blocks = [_result_block(waiting.id, results[waiting.id]) for waiting, _ in self.decisions]
+            self._add({"role": "user", "content": blocks})
+
+    async def _tool_events(
+        self, calls: list[ToolCall], tasks: anyio.abc.TaskGroup
+    ) -> AsyncGenerator[Event, None]:
+        """`tool_use` for each call; `approval_required` for each that waits for the user; a `tool_result`
+        for each refused call at once and for each other call as it finishes. The results go back to the
+        model in the order of the calls."""
+        for call in calls:
+            yield event("tool_use", id=call.id, name=call.name, input=call.input)
+        results: dict[str, ToolResult] = {}
+        runnable: list[ToolCall] = []
+        for call in calls:
+            refusal = self.toolbox.refusal(self.caller, call.name, call.input)
+            if refusal is not None:
+                results[call.id] = refusal
+            elif needs_approval(self.toolbox.annotations(call.name), self.settings.chatbot_approval):
+                waiting = await self._waiting(call)
+                self.pending.append(waiting)
+                yield event("approval_required", **waiting.event_data())
+            else:
+                runnable.append(call)
+        for call in calls:
+            if call.id in results:
+                await self._record(call.name, call.input, results[call.id])
+                yield _result_event(call.id, call.name, results[call.id])
+        async with aclosing(self._run_all(runnable, tasks)) as ran:
+            async for call, result in ran:
+                results[call.id] = result
+                yield _result_event(call.id, call.name, result)
+        answered = [call for call in calls if call.id in results]
+        if answered:
+            self._add({"role": "user", "content": [_result_block(c.id, results[c.id]) for c in answered]})
+
+    async def _waiting(self, call: ToolCall) -> PendingCall:
+        summary = await self.toolbox.summary(self.caller, call.name, call.input)
+        decide_by = self.request.clock() + self.settings.chatbot_approval_ttl_seconds
+        return PendingCall(call.id, call.name, call.input, summary, self.request.request_id, decide_by)
+
+    async def _run_all(
+        self, calls: list[ToolCall], tasks: anyio.abc.TaskGroup, approved: bool | None = None
+    ) -> AsyncGenerator[tuple[ToolCall, ToolResult], None]:
+        """Each call run concurrently in `tasks`, with its result as it finishes."""
+        if not calls:
+            return
+        send, receive = anyio.create_memory_object_stream[tuple[ToolCall, ToolResult]](len(calls))
+        async with send:
+            for call in calls:
+                tasks.start_soon(self._run_tool, call, send.clone(), approved)
+        async with receive:
+            async for outcome in receive:
+                yield outcome
+
+    async def _run_tool(
+        self,
+        call: ToolCall,
+        results: MemoryObjectSendStream[tuple[ToolCall, ToolResult]],
+        approved: bool | None,
+    ) -> None:
+        async with results:
+            result = await self.toolbox.call(self.caller, call.name, call.input)
+            await self._record(call.name, call.input, result, approved=approved)
+            # The turn may have been stopped while this call ran: then nobody waits for its result.
+            with contextlib.suppress(anyio.BrokenResourceError):
+                await results.send((call, result))
+
+    async def _record(
+        self, tool: str, tool_input: Any, result: ToolResult, approved: bool | None = None
+    ) -> None:
+        await self.request.audit.record(
+            self.caller.org_id,
+            user_id=self.caller.user_id,
+            tool=tool,
+            input=tool_input,
+            status=result.outcome,  # type: ignore[arg-type]
+            result=result.content,
+            approved=approved,
+            conversation_id=self.request.conversation_id,
+            request_id=self.request.request_id,
+        )
 
     async def _reserve(self) -> int:
         estimate = estimate_input_tokens(self._params(0))
@@ -177,48 +343,23 @@ class Turn:
             "messages": _with_cache_breakpoint(self.messages),
         }
 
-    async def _tool_events(
-        self, calls: list[ToolCall], tasks: anyio.abc.TaskGroup
-    ) -> AsyncGenerator[Event, None]:
-        """`tool_use` for each call, then each `tool_result` as its call finishes; the results go back to
-        the model in the order of the calls."""
-        for call in calls:
-            yield event("tool_use", id=call.id, name=call.name, input=call.input)
-        send, receive = anyio.create_memory_object_stream[tuple[ToolCall, ToolResult]](len(calls))
-        async with send:
-            for call in calls:
-                tasks.start_soon(self._run_tool, call, send.clone())
-        results: dict[str, ToolResult] = {}
-        async with receive:
-            async for call, result in receive:
-                results[call.id] = result
-                shown = result.content
-                if len(shown) > DISPLAY_RESULT_CHARS:
-                    shown = shown[:DISPLAY_RESULT_CHARS] + "…"
-                yield event(
-                    "tool_result", id=call.id, name=call.name, is_error=result.is_error, content=shown
-                )
-        self.messages.append(
-            {"role": "user", "content": [_result_block(call.id, results[call.id]) for call in calls]}
-        )
-
-    async def _run_tool(
-        self, call: ToolCall, results: MemoryObjectSendStream[tuple[ToolCall, ToolResult]]
-    ) -> None:
-        async with results:
-            result = await self.toolbox.call(self.caller, call.name, call.input)
-            # The turn may have been stopped while this call ran: then nobody waits for its result.
-            with contextlib.suppress(anyio.BrokenResourceError):
-                await results.send((call, result))
-
 
 def _result_block(tool_use_id: str, result: ToolResult) -> dict[str, Any]:
+    """A tool_result block, with the outcome we keep for our own views (stripped before the model sees it)."""
     return {
         "type": "tool_result",
         "tool_use_id": tool_use_id,
         "content": result.content,
         "is_error": result.is_error,
+        "status": result.outcome,
     }
+
+
+def _result_event(tool_use_id: str, name: str, result: ToolResult) -> Event:
+    shown = result.content
+    if len(shown) > DISPLAY_RESULT_CHARS:
+        shown = shown[:DISPLAY_RESULT_CHARS] + "…"
+    return event("tool_result", id=tool_use_id, name=name, is_error=result.is_error, content=shown)
 
 
 def _with_cache_breakpoint(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

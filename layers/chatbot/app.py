@@ -7,11 +7,8 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
-from typing import Any
 
 import anyio
-from anthropic import AsyncAnthropic
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -21,119 +18,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import credentials, local
-from .admission import admit, membership
-from .agent import Turn
-from .appdata import AppData
-from .auth import Identity, TokenVerifier, bearer_token
+from . import api, credentials, local
 from .aws import dynamodb_client
-from .chat import ChatStream
-from .errors import ChatbotDisabled, ChatbotError, InternalError, for_status
-from .lock import RequestLock, create_lock
-from .meter import Meter
+from .errors import ChatbotError, InternalError, for_status
 from .observability import RequestMetrics, log_context, logger
-from .quota import QuotaLedger
-from .request import parse_message, read_body
+from .services import build_services
 from .settings import Settings
-from .tools import Toolbox
 
 REQUEST_ID_HEADER = "x-request-id"
-
-
-@dataclass
-class Services:
-    """Everything a request needs, created once per process."""
-
-    settings: Settings
-    verifier: TokenVerifier
-    appdata: AppData
-    lock: RequestLock
-    ledger: QuotaLedger
-    toolbox: Toolbox
-    anthropic: AsyncAnthropic | None
-
-
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
-
-
-def _request_id(request: Request) -> str:
-    request_id: str = request.scope["state"]["request_id"]
-    return request_id
-
-
-async def _identify(request: Request) -> Identity:
-    return await _services(request).verifier.verify(bearer_token(request.headers.get("authorization")))
-
-
-async def post_message(request: Request) -> Response:
-    """Admit the request (auth, role, lock, quota) and stream the answer."""
-    services = _services(request)
-    body = await read_body(request)
-    if services.anthropic is None:
-        raise ChatbotDisabled()
-    identity = await _identify(request)
-    with log_context(user_id=identity.user_id, org_id=identity.org_id):
-        payload = parse_message(body)
-        request_id = _request_id(request)
-        settings = services.settings
-        async with contextlib.AsyncExitStack() as resources:
-            caller, lease = await admit(services.appdata, services.lock, identity, request_id, resources)
-            meter = Meter(services.ledger, caller.user_id, caller.org_id)
-            resources.push_async_callback(meter.close)
-            turn = Turn(
-                client=services.anthropic,
-                toolbox=services.toolbox,
-                meter=meter,
-                settings=settings,
-                caller=caller,
-                messages=payload.messages(),
-            )
-            await turn.prepare()
-            return ChatStream(
-                turn,
-                meter,
-                # From here the response owns the lease and the meter: it closes them when it ends.
-                resources.pop_all(),
-                lease.cancelled,
-                deadline_seconds=settings.chatbot_request_timeout_seconds,
-                keepalive_seconds=settings.chatbot_keepalive_seconds,
-                metrics=RequestMetrics(),
-                log_keys={"request_id": request_id, "user_id": caller.user_id, "org_id": caller.org_id},
-            )
-
-
-async def post_cancel(request: Request) -> Response:
-    """Stop the caller's request in flight, on whichever instance runs it."""
-    identity = await _identify(request)
-    cancelled = await _services(request).lock.cancel(identity.user_id)
-    return JSONResponse({"cancelled": cancelled})
-
-
-async def get_usage(request: Request) -> Response:
-    """Today's usage of the caller, their organization and everyone."""
-    services = _services(request)
-    identity = await _identify(request)
-    caller = await membership(services.appdata, identity)
-    return JSONResponse(await services.ledger.report(caller.user_id, caller.org_id))
-
-
-async def get_status(request: Request) -> Response:
-    """Whether the assistant is on, and with which model (no auth: the panel asks before sign-in)."""
-    settings = _services(request).settings
-    return JSONResponse(
-        {
-            "enabled": settings.enabled,
-            "model": settings.chatbot_model,
-            "max_iterations": settings.chatbot_max_iterations,
-        }
-    )
-
-
-async def healthz(request: Request) -> Response:
-    """Readiness for the Lambda Web Adapter."""
-    return JSONResponse({"status": "ok"})
 
 
 async def on_chatbot_error(request: Request, exc: Exception) -> Response:
@@ -181,41 +73,6 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send_with_id)
 
 
-def build_services(settings: Settings, dynamodb: Any) -> Services:
-    """Create the per-process clients (the Toolbox is entered by the lifespan)."""
-    if not settings.enabled:
-        logger.warning(
-            "ANTHROPIC_API_KEY is not set: the chatbot is disabled and answers 503 chatbot_disabled"
-        )
-    verifier = TokenVerifier(settings)
-    if not verifier.configured:
-        logger.warning("neither AUTH_JWT_SECRET nor AUTH_JWKS_URL is set: every token will be refused")
-    appdata = AppData(dynamodb, settings.app_table)
-    return Services(
-        settings=settings,
-        verifier=verifier,
-        appdata=appdata,
-        lock=create_lock(
-            settings.redis_url.get_secret_value() if settings.redis_url else None,
-            settings.chatbot_lock_ttl_seconds,
-        ),
-        ledger=QuotaLedger(dynamodb, settings.chatbot_usage_table, settings.daily_limits()),
-        toolbox=Toolbox(
-            appdata,
-            timeout_seconds=settings.chatbot_tool_timeout_seconds,
-            max_result_chars=settings.chatbot_tool_result_max_chars,
-        ),
-        anthropic=(
-            AsyncAnthropic(
-                api_key=settings.anthropic_api_key.get_secret_value(),
-                base_url=settings.anthropic_base_url,
-            )
-            if settings.anthropic_api_key is not None
-            else None
-        ),
-    )
-
-
 def _lifespan(settings: Settings) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
     """Start-up and shut-down: the per-process clients, created once and closed in reverse order."""
 
@@ -236,6 +93,7 @@ def _lifespan(settings: Settings) -> Callable[[Starlette], AbstractAsyncContextM
             app.state.services = services
             await stack.enter_async_context(services.toolbox)
             stack.push_async_callback(services.lock.aclose)
+            stack.push_async_callback(services.journal.aclose)
             if services.anthropic is not None:
                 stack.push_async_callback(services.anthropic.close)
             yield
@@ -244,12 +102,19 @@ def _lifespan(settings: Settings) -> Callable[[Starlette], AbstractAsyncContextM
 
 
 def _routes(settings: Settings) -> list[BaseRoute]:
+    conversation = "/api/chatbot/conversations/{conversation_id}"
     routes: list[BaseRoute] = [
-        Route("/api/chatbot/message", post_message, methods=["POST"]),
-        Route("/api/chatbot/cancel", post_cancel, methods=["POST"]),
-        Route("/api/chatbot/usage", get_usage, methods=["GET"]),
-        Route("/api/chatbot/status", get_status, methods=["GET"]),
-        Route("/healthz", healthz, methods=["GET"]),
+        Route("/api/chatbot/message", api.post_message, methods=["POST"]),
+        Route("/api/chatbot/cancel", api.post_cancel, methods=["POST"]),
+        Route("/api/chatbot/usage", api.get_usage, methods=["GET"]),
+        Route("/api/chatbot/status", api.get_status, methods=["GET"]),
+        Route("/api/chatbot/conversations", api.list_conversations, methods=["GET"]),
+        Route(conversation, api.get_conversation, methods=["GET"]),
+        Route(conversation, api.patch_conversation, methods=["PATCH"]),
+        Route(conversation, api.delete_conversation, methods=["DELETE"]),
+        Route(conversation + "/stream", api.get_stream, methods=["GET"]),
+        Route("/api/chatbot/audit", api.get_audit, methods=["GET"]),
+        Route("/healthz", api.healthz, methods=["GET"]),
     ]
     if settings.chatbot_local:
         routes += local.routes()
@@ -263,8 +128,8 @@ def _middleware(settings: Settings) -> list[Middleware]:
             Middleware(
                 CORSMiddleware,
                 allow_origins=settings.cors_origins,
-                allow_methods=["GET", "POST"],
-                allow_headers=["authorization", "content-type"],
+                allow_methods=["GET", "POST", "PATCH", "DELETE"],
+                allow_headers=["authorization", "content-type", "last-event-id"],
                 expose_headers=["x-request-id", "retry-after"],
                 max_age=600,
             )

@@ -10,7 +10,6 @@ the lock, before the final event is written, so a client that sends its next mes
 
 from __future__ import annotations
 
-import contextlib
 import time
 from contextlib import AsyncExitStack, aclosing
 from typing import Any
@@ -22,10 +21,13 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from .agent import Turn
-from .errors import ChatbotError, InternalError, Timeout
+from .errors import ChatbotError, InternalError, Timeout, Unavailable
 from .events import KEEP_ALIVE, Event, encode, event, is_final
+from .journal import Entry, Journal
 from .meter import Meter
 from .observability import RequestMetrics, logger
+from .settings import Settings
+from .transcript import Transcript
 
 # Bounded so a slow reader slows the upstream read instead of buffering without limit.
 QUEUE_SIZE = 256
@@ -34,8 +36,11 @@ CLEANUP_SECONDS = 10
 
 
 class ChatStream(Response):
-    """The `text/event-stream` response of one chat request: its events, keep-alives, the deadline, a cancel,
-    and exactly one final `done` or `error` event."""
+    """The `text/event-stream` response of one chat request: its events (each with its id, and kept in the
+    journal for re-attaching), keep-alives, the deadline, a cancel, and exactly one final `done` or `error`.
+
+    The request belongs to its lease, not to the connection: a client that goes away stops being written to,
+    and the request runs on to its end (as it would in Lambda anyway); only a cancel stops it early."""
 
     media_type = "text/event-stream"
 
@@ -43,35 +48,44 @@ class ChatStream(Response):
         self,
         turn: Turn,
         meter: Meter,
+        transcript: Transcript,
+        journal: Journal,
         resources: AsyncExitStack,
         cancelled: anyio.Event,
         *,
-        deadline_seconds: float,
-        keepalive_seconds: float,
+        settings: Settings,
         metrics: RequestMetrics,
         log_keys: dict[str, str],
     ) -> None:
         self.status_code = 200
         self.background = None
         self.init_headers({"cache-control": "no-cache", "x-accel-buffering": "no"})
-        self._turn, self._meter, self._resources, self._cancelled = turn, meter, resources, cancelled
-        self._deadline_seconds, self._keepalive_seconds = deadline_seconds, keepalive_seconds
+        self._turn, self._meter, self._transcript = turn, meter, transcript
+        self._journal, self._resources, self._cancelled = journal, resources, cancelled
+        self._deadline_seconds = settings.chatbot_request_timeout_seconds
+        self._keepalive_seconds = settings.chatbot_keepalive_seconds
+        self._journal_lifetime = (
+            self._deadline_seconds + CLEANUP_SECONDS + settings.chatbot_stream_retention_seconds
+        )
         self._metrics, self._log_keys = metrics, log_keys
         self._started = time.monotonic()
         self._first_text_at: float | None = None
         self._outcome = "unfinished"
+        self._last_id = 0
+        self._journal_open = anyio.Event()
+        self._journal_failed = False
+        self._disconnected = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        send_events, receive_events = anyio.create_memory_object_stream[Event](QUEUE_SIZE)
+        send_events, receive_events = anyio.create_memory_object_stream[Entry](QUEUE_SIZE)
         async with anyio.create_task_group() as request:
+            request.start_soon(self._transcript.begin)
+            request.start_soon(self._open_journal)
             request.start_soon(self._produce, send_events)
-            request.start_soon(_cancel_on_disconnect, receive, request.cancel_scope)
-            # A server may report a client gone by failing the send (ASGI 2.4): that is a disconnect too.
-            with contextlib.suppress(OSError):
-                await self._write(receive_events, send)
+            await self._write(receive_events, send)
             request.cancel_scope.cancel()
 
-    async def _produce(self, out: MemoryObjectSendStream[Event]) -> None:
+    async def _produce(self, out: MemoryObjectSendStream[Entry]) -> None:
         """Run the turn into `out`, then clean up, then send the final event."""
         async with out:
             try:
@@ -85,8 +99,10 @@ class ChatStream(Response):
                         self._record()
             await self._emit(out, final)
 
-    async def _run(self, out: MemoryObjectSendStream[Event]) -> Event:
+    async def _run(self, out: MemoryObjectSendStream[Entry]) -> Event:
         """Every event but the final one; returns the final one."""
+        conversation = self._transcript.conversation
+        await self._emit(out, event("conversation", id=conversation.id, title=conversation.title))
         final: Event | None = None
         with anyio.move_on_after(self._deadline_seconds) as deadline:
             async with anyio.create_task_group() as tasks:
@@ -105,7 +121,7 @@ class ChatStream(Response):
             )
         return final
 
-    async def _outcome_of(self, out: MemoryObjectSendStream[Event], tasks: anyio.abc.TaskGroup) -> Event:
+    async def _outcome_of(self, out: MemoryObjectSendStream[Entry], tasks: anyio.abc.TaskGroup) -> Event:
         """Stream the turn's events; its final event, or the `error` event of what stopped it."""
         try:
             async with aclosing(self._turn.events(tasks)) as events:
@@ -122,28 +138,42 @@ class ChatStream(Response):
         await self._cancelled.wait()
         scope.cancel()
 
-    async def _write(self, events: MemoryObjectReceiveStream[Event], send: Send) -> None:
-        """Write events as they come (everything already queued in one write), a keep-alive after a quiet
-        interval, and end the body once the producer is done."""
-        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+    async def _write(self, events: MemoryObjectReceiveStream[Entry], send: Send) -> None:
+        """Write events as they come (everything already queued in one write) and keep them in the journal,
+        a keep-alive after a quiet interval, and end the body once the producer is done. A client gone does
+        not stop this: the events are still drained and kept, for the client to re-attach."""
+        await self._send(
+            send, {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
         async with events:
             while True:
                 try:
-                    batch = [await self._next(events)]
+                    first = await self._next(events)
                 except anyio.EndOfStream:
                     break
-                if batch == [None]:
-                    await _send_body(send, KEEP_ALIVE)
+                if first is None:
+                    await self._send(send, _body(KEEP_ALIVE))
                     continue
-                while not is_final(batch[-1]):
+                batch = [first]
+                while not is_final(batch[-1][1]):
                     try:
                         batch.append(events.receive_nowait())
                     except (anyio.WouldBlock, anyio.EndOfStream):
                         break
-                await _send_body(send, b"".join(encode(evt) for evt in batch))
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+                await self._send(send, _body(b"".join(encode(evt, event_id) for event_id, evt in batch)))
+                await self._keep(batch)
+        await self._send(send, {"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _next(self, events: MemoryObjectReceiveStream[Event]) -> Any:
+    async def _send(self, send: Send, message: dict[str, Any]) -> None:
+        if self._disconnected:
+            return
+        try:
+            await send(message)
+        except OSError:
+            # A server may report a client gone by failing the send (ASGI 2.4); uvicorn drops it silently.
+            self._disconnected = True
+
+    async def _next(self, events: MemoryObjectReceiveStream[Entry]) -> Entry | None:
         """The next event, or None after a quiet keep-alive interval. An event already queued is taken
         without a wait (and without the cost of a timed cancel scope)."""
         try:
@@ -153,8 +183,36 @@ class ChatStream(Response):
                 return await events.receive()
         return None
 
-    async def _emit(self, out: MemoryObjectSendStream[Event], evt: Event) -> None:
-        """Queue `evt` for the writer, recording what the metrics want to know of it."""
+    async def _open_journal(self) -> None:
+        try:
+            await self._journal.open(
+                self._transcript.conversation.id, self._transcript.request_id, self._journal_lifetime
+            )
+        except Unavailable:
+            self._journal_lost()
+        finally:
+            self._journal_open.set()
+
+    async def _keep(self, batch: list[Entry]) -> None:
+        """Keep written events for re-attaching; a journal that fails is logged once and then skipped (the
+        answer still reaches the client that is connected)."""
+        await self._journal_open.wait()
+        if self._journal_failed:
+            return
+        try:
+            await self._journal.append(self._transcript.request_id, batch)
+            if is_final(batch[-1][1]):
+                await self._journal.close(self._transcript.request_id)
+        except Unavailable:
+            self._journal_lost()
+
+    def _journal_lost(self) -> None:
+        self._journal_failed = True
+        logger.warning("event journal unavailable: this request cannot be re-attached", extra=self._log_keys)
+        self._metrics.count("JournalFailures")
+
+    async def _emit(self, out: MemoryObjectSendStream[Entry], evt: Event) -> None:
+        """Queue `evt` with the next id, recording what the metrics want to know of it."""
         if evt["type"] == "text" and self._first_text_at is None:
             self._first_text_at = time.monotonic()
             self._metrics.milliseconds("TimeToFirstToken", (self._first_text_at - self._started) * 1000)
@@ -162,11 +220,13 @@ class ChatStream(Response):
             self._metrics.count("ToolCalls")
             if evt["is_error"]:
                 self._metrics.count("ToolErrors")
+        self._last_id += 1
+        entry = (self._last_id, evt)
         # Without yielding while there is room: events produced together then go out in one write.
         try:
-            out.send_nowait(evt)
+            out.send_nowait(entry)
         except anyio.WouldBlock:
-            await out.send(evt)
+            await out.send(entry)
 
     def _error(self, exc: ChatbotError) -> Event:
         self._metrics.count(f"Error_{exc.code}")
@@ -192,14 +252,5 @@ class ChatStream(Response):
         )
 
 
-async def _send_body(send: Send, body: bytes) -> None:
-    await send({"type": "http.response.body", "body": body, "more_body": True})
-
-
-async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
-    """A client that goes away cancels its request."""
-    while True:
-        message: dict[str, Any] = dict(await receive())
-        if message["type"] == "http.disconnect":
-            scope.cancel()
-            return
+def _body(chunk: bytes) -> dict[str, Any]:
+    return {"type": "http.response.body", "body": chunk, "more_body": True}

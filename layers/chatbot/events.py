@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-EventType = Literal["text", "tool_use", "tool_result", "usage", "done", "error"]
-StopReason = Literal["end_turn", "max_tokens", "max_iterations", "cancelled"]
+EventType = Literal[
+    "conversation", "text", "tool_use", "tool_result", "approval_required", "usage", "done", "error"
+]
+StopReason = Literal["end_turn", "max_tokens", "max_iterations", "cancelled", "approval_required"]
 Event = dict[str, Any]
 """An event as a dict, `type` first (the order the stream writes it)."""
 
@@ -23,7 +25,7 @@ def is_final(evt: Event) -> bool:
     return evt["type"] in ("done", "error")
 
 
-def encode(evt: Event) -> bytes:
-    """Frame one event for the wire. JSON keeps non-ASCII text as is (the stream is UTF-8)."""
+def encode(evt: Event, event_id: int) -> bytes:
+    """Frame one event for the wire, with its id. JSON keeps non-ASCII text as is (the stream is UTF-8)."""
     data = json.dumps(evt, ensure_ascii=False, separators=(",", ":"))
-    return f"event: {evt['type']}\ndata: {data}\n\n".encode()
+    return f"id: {event_id}\nevent: {evt['type']}\ndata: {data}\n\n".encode()

@@ -73,7 +73,12 @@ def environment(settings: Settings) -> Iterator[Settings]:
 async def prepare_tables(dynamodb: Any, settings: Settings) -> None:
     """Create the tables where missing and seed the demo data (idempotent), at whichever endpoint."""
     await anyio.to_thread.run_sync(
-        seed.create_tables, dynamodb, settings.app_table, settings.chatbot_usage_table
+        seed.create_tables,
+        dynamodb,
+        settings.app_table,
+        settings.chatbot_usage_table,
+        settings.chatbot_conversations_table,
+        settings.chatbot_audit_table,
     )
     await anyio.to_thread.run_sync(seed.seed_demo_data, dynamodb, settings.app_table)
 

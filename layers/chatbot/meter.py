@@ -61,6 +61,11 @@ class Meter:
         self._closed = False
 
     @property
+    def limits(self) -> dict[str, int]:
+        """Each tier's daily limit."""
+        return self._ledger.limits
+
+    @property
     def calls(self) -> int:
         """Model calls reserved so far."""
         return self._calls

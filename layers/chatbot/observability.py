@@ -52,8 +52,13 @@ class RequestMetrics:
     @classmethod
     def refusal(cls, code: str) -> None:
         """Emit one refusal (a request answered with an error before any stream), counted by its code."""
+        cls.event(f"Refused_{code}")
+
+    @classmethod
+    def event(cls, name: str) -> None:
+        """Emit a count of one for `name` now (something that happened outside a request's own metrics)."""
         metrics = cls()
-        metrics.count(f"Refused_{code}")
+        metrics.count(name)
         metrics.flush()
 
     def flush(self) -> None:

@@ -13,6 +13,8 @@ _MANAGE = {
     "organization": ["read", "update"],
     "member": ["read", "create", "update", "delete"],
     "invitation": ["read", "create", "cancel"],
+    "audit": ["read"],
+    "usage": ["read"],
 }
 
 STATEMENTS: dict[Role, dict[str, list[str]]] = {

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.requests import ClientDisconnect, Request
@@ -23,17 +23,30 @@ class HistoryTurn(BaseModel):
 
 
 class MessageRequest(BaseModel):
-    """`POST /api/chatbot/message`: the new message and, optionally, the conversation so far."""
+    """`POST /api/chatbot/message`: a new message, or decisions on the calls waiting for approval, in a
+    conversation of the caller's (or, without `conversation_id`, a new one, optionally seeded by `history`)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    message: str = Field(min_length=1, max_length=8000)
+    message: str | None = Field(default=None, min_length=1, max_length=8000)
+    conversation_id: str | None = Field(default=None, min_length=1, max_length=64)
+    approvals: dict[str, bool] | None = Field(default=None, min_length=1, max_length=64)
     history: list[HistoryTurn] = Field(default_factory=list, max_length=40)
 
     @model_validator(mode="after")
-    def _alternating(self) -> MessageRequest:
-        if not self.message.strip():
+    def _consistent(self) -> MessageRequest:
+        if (self.message is None) == (self.approvals is None):
+            raise ValueError(
+                "give either message or approvals (approvals decide the calls waiting in a conversation)"
+            )
+        if self.message is not None and not self.message.strip():
             raise ValueError("message must not be blank")
+        if self.approvals is not None and self.conversation_id is None:
+            raise ValueError("approvals need the conversation_id whose calls they decide")
+        if self.history and self.conversation_id is not None:
+            raise ValueError("history only seeds a new conversation: leave it out with conversation_id")
+        if any(not key or len(key) > 128 for key in self.approvals or {}):
+            raise ValueError("approvals: each key must be a tool call id (1..128 characters)")
         for index, turn in enumerate(self.history):
             expected = "user" if index % 2 == 0 else "assistant"
             if turn.role != expected:
@@ -44,13 +57,9 @@ class MessageRequest(BaseModel):
             raise ValueError("history must end with an assistant turn (the new message is the user's)")
         return self
 
-    def messages(self) -> list[dict[str, object]]:
-        """The conversation as Messages API params, ending with the new user message."""
-        messages: list[dict[str, object]] = [
-            {"role": turn.role, "content": turn.content} for turn in self.history
-        ]
-        messages.append({"role": "user", "content": self.message})
-        return messages
+    def seed(self) -> list[dict[str, Any]]:
+        """The legacy `history` as Messages API params."""
+        return [{"role": turn.role, "content": turn.content} for turn in self.history]
 
 
 async def read_body(request: Request) -> bytes:
@@ -71,18 +80,26 @@ async def read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-def parse_message(body: bytes) -> MessageRequest:
-    """Validate a message body, naming the offending field in the error."""
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_json(body: bytes, model: type[M], expected: str = "a JSON object") -> M:
+    """`body` validated as `model`, naming the offending field in the 400."""
     try:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidRequest(f"The body is not valid JSON ({exc}).") from exc
     if not isinstance(data, dict):
-        raise InvalidRequest("The body must be a JSON object with a 'message' field.")
+        raise InvalidRequest(f"The body must be {expected}.")
     try:
-        return MessageRequest.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         raise InvalidRequest(_describe(exc)) from exc
+
+
+def parse_message(body: bytes) -> MessageRequest:
+    """Validate a message body, naming the offending field in the error."""
+    return parse_json(body, MessageRequest, "a JSON object with a 'message' (or 'approvals') field")
 
 
 def _describe(exc: ValidationError) -> str:

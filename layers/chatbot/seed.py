@@ -1,4 +1,4 @@
-"""Local mode: create the two tables where missing and load the demo data (README, "Demo data"), idempotently."""
+"""Local mode: create the tables where missing and load the demo data (README, "Demo data"), idempotently."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from .appdata import Invitation, Member, invitation_item, member_item, org_item
+from .audit import USER_INDEX
+from .conversations import OWNER_INDEX
 from .permissions import Role
 
 logger = logging.getLogger(__name__)
@@ -56,44 +58,70 @@ DEMO_INVITATIONS: dict[str, tuple[Invitation, ...]] = {
 }
 
 
-def _key_schema() -> dict[str, Any]:
-    return {
-        "AttributeDefinitions": [
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
+def _key_schema(indexes: dict[str, tuple[str, str, str]]) -> dict[str, Any]:
+    """`pk`/`sk` strings, plus global secondary indexes `name: (hash attribute, range attribute, its type)`."""
+    attributes = {"pk": "S", "sk": "S"}
+    secondary = []
+    for name, (hash_key, range_key, range_type) in indexes.items():
+        attributes.setdefault(hash_key, "S")
+        attributes.setdefault(range_key, range_type)
+        secondary.append(
+            {
+                "IndexName": name,
+                "KeySchema": [
+                    {"AttributeName": hash_key, "KeyType": "HASH"},
+                    {"AttributeName": range_key, "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        )
+    schema: dict[str, Any] = {
+        "AttributeDefinitions": [{"AttributeName": n, "AttributeType": t} for n, t in attributes.items()],
         "KeySchema": [
             {"AttributeName": "pk", "KeyType": "HASH"},
             {"AttributeName": "sk", "KeyType": "RANGE"},
         ],
         "BillingMode": "PAY_PER_REQUEST",
     }
+    if secondary:
+        schema["GlobalSecondaryIndexes"] = secondary
+    return schema
 
 
-def _create_table(client: Any, name: str) -> bool:
-    """Create `name` with the `pk`/`sk` schema; False when it already exists."""
+def _create_table(
+    client: Any, name: str, indexes: dict[str, tuple[str, str, str]] | None = None, ttl: bool = False
+) -> None:
+    """Create `name` where missing (waiting until it is active), with its indexes and TTL on `expires_at`."""
     try:
-        client.create_table(TableName=name, **_key_schema())
+        client.create_table(TableName=name, **_key_schema(indexes or {}))
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "ResourceInUseException":
-            return False
-        raise
-    client.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
-    return True
+        if exc.response.get("Error", {}).get("Code") != "ResourceInUseException":
+            raise
+    else:
+        client.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+        logger.info("created table %s", name)
+    if ttl:
+        status = client.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+        if status.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
+            client.update_time_to_live(
+                TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
+            )
 
 
-def create_tables(client: Any, app_table: str, usage_table: str) -> None:
-    """Create the application-data and usage tables where missing (usage items expire via TTL `expires_at`)."""
-    if _create_table(client, app_table):
-        logger.info("created table %s", app_table)
-    created_usage = _create_table(client, usage_table)
-    ttl = client.describe_time_to_live(TableName=usage_table)["TimeToLiveDescription"]
-    if ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
-        client.update_time_to_live(
-            TableName=usage_table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
-        )
-    if created_usage:
-        logger.info("created table %s", usage_table)
+def create_tables(
+    client: Any,
+    app_table: str,
+    usage_table: str,
+    conversations_table: str = "ChatbotConversations",
+    audit_table: str = "ChatbotAudit",
+) -> None:
+    """Create every table where missing, as the template defines them: the application data, the usage
+    counters, the conversations (listed by owner) and the audit trail (filtered by user); all but the
+    application data expire their items by TTL on `expires_at`."""
+    _create_table(client, app_table)
+    _create_table(client, usage_table, ttl=True)
+    _create_table(client, conversations_table, {OWNER_INDEX: ("owner", "updated_at", "N")}, ttl=True)
+    _create_table(client, audit_table, {USER_INDEX: ("user_key", "sk", "S")}, ttl=True)
 
 
 def _put_if_absent(client: Any, table: str, item: dict[str, Any]) -> bool:

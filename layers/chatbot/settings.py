@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import cached_property
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -39,6 +40,15 @@ class Settings(BaseSettings):
 
     chatbot_usage_table: str = "ChatbotUsage"
     app_table: str = "AppData"
+    chatbot_conversations_table: str = "ChatbotConversations"
+    chatbot_conversation_retention_days: int = Field(default=30, ge=1, le=3650)
+    chatbot_context_token_budget: int = Field(default=20_000, ge=0)
+    chatbot_audit_table: str = "ChatbotAudit"
+    chatbot_audit_retention_days: int = Field(default=365, ge=1, le=3650)
+
+    chatbot_approval: Literal["writes", "destructive", "none"] = "writes"
+    chatbot_approval_ttl_seconds: int = Field(default=900, ge=1)
+    chatbot_stream_retention_seconds: int = Field(default=600, ge=1)
     aws_endpoint_url_dynamodb: str | None = None
     aws_region: str = Field(default="us-east-1", validation_alias="AWS_REGION")
 

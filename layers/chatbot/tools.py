@@ -23,10 +23,12 @@ import anyio
 from mcp import Client, MCPError
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.utilities.func_metadata import func_metadata
 from mcp.types import RequestParamsMeta, TextContent, ToolAnnotations
-from pydantic import Field
+from pydantic import Field, ValidationError
 
-from .appdata import AppData
+from .appdata import AppData, Member
+from .approval import generic_summary
 from .errors import AppDataError, Unavailable
 from .permissions import Caller, Role, is_role
 
@@ -51,10 +53,17 @@ Email = Annotated[str | None, Field(description="The member's email address.", m
 
 @dataclass(frozen=True)
 class ToolResult:
-    """A tool call's outcome for the model."""
+    """A tool call's outcome for the model. `status` says why a call did not run, where that matters
+    (`not_permitted`, `declined`); otherwise the outcome follows `is_error`."""
 
     is_error: bool
     content: str  # text for the model (JSON text for structured results)
+    status: str = ""
+
+    @property
+    def outcome(self) -> str:
+        """`ok`, `error`, `not_permitted` or `declined`: the status the audit trail and the views record."""
+        return self.status or ("error" if self.is_error else "ok")
 
 
 def caller_meta(caller: Caller) -> RequestParamsMeta:
@@ -140,16 +149,70 @@ async def invitation_cancel(
     return {"canceled": canceled.to_dict()}
 
 
+# ------------------------------------------------------------------------------------------ summaries
+# What a change would do, in words the person deciding can judge, built from the tool and its input and the
+# current data: never from the model's text.
+
+Summary = Callable[[AppData, Caller, dict[str, Any]], Awaitable[str]]
+
+
+async def _member_of(data: AppData, caller: Caller, arguments: dict[str, Any]) -> Member | None:
+    try:
+        return await data.get_member(
+            caller.org_id, user_id=arguments.get("user_id"), email=arguments.get("email")
+        )
+    except AppDataError:
+        return None
+
+
+def _named(member: Member | None, arguments: dict[str, Any]) -> str:
+    """ "Bob Brown (bob@acme.test)", or the identifier given when there is no such member."""
+    if member is None:
+        return f"{arguments.get('user_id') or arguments.get('email') or 'someone'} (no such member now)"
+    return f"{member.name} ({member.email})"
+
+
+async def _member_role_summary(data: AppData, caller: Caller, arguments: dict[str, Any]) -> str:
+    member = await _member_of(data, caller, arguments)
+    current = f" from {member.role}" if member else ""
+    where = caller.org_name or caller.org_id
+    return f"Change the role of {_named(member, arguments)}{current} to {arguments.get('role')} in {where}"
+
+
+async def _member_remove_summary(data: AppData, caller: Caller, arguments: dict[str, Any]) -> str:
+    member = await _member_of(data, caller, arguments)
+    return f"Remove {_named(member, arguments)} from {caller.org_name or caller.org_id}"
+
+
+async def _invitation_create_summary(data: AppData, caller: Caller, arguments: dict[str, Any]) -> str:
+    return f"Invite {arguments.get('email')} to {caller.org_name or caller.org_id} as {arguments.get('role')}"
+
+
+async def _invitation_cancel_summary(data: AppData, caller: Caller, arguments: dict[str, Any]) -> str:
+    email = arguments.get("email")
+    if email is None:
+        found = [
+            i
+            for i in await data.list_invitations(caller.org_id)
+            if i.invitation_id == arguments.get("invitation_id")
+        ]
+        email = (
+            found[0].email if found else f"{arguments.get('invitation_id')} (no such pending invitation now)"
+        )
+    return f"Cancel the invitation of {email} to {caller.org_name or caller.org_id}"
+
+
 @dataclass(frozen=True)
 class ToolSpec:
-    """A tool as data: its name, the permission it needs, its MCP annotations, what the model is told, and
-    its handler."""
+    """A tool as data: its name, the permission it needs, its MCP annotations, what the model is told, its
+    handler, and (for a change) how to say in plain words what a call would do."""
 
     name: str
     permission: str
     annotations: ToolAnnotations
     description: str
     handler: Callable[..., Awaitable[Any]]
+    summary: Summary | None = None
 
 
 TOOLS: tuple[ToolSpec, ...] = (
@@ -196,6 +259,7 @@ TOOLS: tuple[ToolSpec, ...] = (
         ADD,
         "Invite an email address to join with a role.",
         invitation_create,
+        _invitation_create_summary,
     ),
     ToolSpec(
         "invitation_cancel",
@@ -203,6 +267,7 @@ TOOLS: tuple[ToolSpec, ...] = (
         CHANGE,
         "Cancel a pending invitation by id or email (give one).",
         invitation_cancel,
+        _invitation_cancel_summary,
     ),
 )
 """The built-in tools (README, "Tools")."""
@@ -280,10 +345,11 @@ class _Listed:
     description: str
     input_schema: dict[str, Any]
     permission: str
+    annotations: ToolAnnotations | None
 
     @property
     def read_only(self) -> bool:
-        return self.permission.endswith(":read")
+        return bool(self.annotations and self.annotations.read_only_hint)
 
 
 def _argument_problem(listed: _Listed, arguments: object) -> str | None:
@@ -304,6 +370,13 @@ class Toolbox:
         self, appdata: AppData, *, timeout_seconds: float = 20, max_result_chars: int = 20_000
     ) -> None:
         self.server = build_server(appdata)
+        self._data = appdata
+        self._summaries = {spec.name: spec.summary for spec in TOOLS}
+        # The same argument models the server validates with, so a call it would refuse is refused here,
+        # before anyone is asked to approve it.
+        self._arguments = {
+            spec.name: func_metadata(spec.handler, skip_names=["data", "caller"]).arg_model for spec in TOOLS
+        }
         self.timeout_seconds = timeout_seconds
         self.max_result_chars = max_result_chars
         self._client: Client | None = None
@@ -338,7 +411,11 @@ class Toolbox:
                         if not isinstance(permission, str):
                             raise RuntimeError(f"tool {t.name} declares no permission")
                         self._tools[t.name] = _Listed(
-                            t.name, t.description or "", compact_schema(t.input_schema), permission
+                            t.name,
+                            t.description or "",
+                            compact_schema(t.input_schema),
+                            permission,
+                            t.annotations,
                         )
                     if listing.next_cursor is None:
                         break
@@ -373,20 +450,49 @@ class Toolbox:
             for t in self._allowed(caller)
         ]
 
-    async def call(self, caller: Caller, name: str, arguments: object) -> ToolResult:
-        """Run tool `name` for `caller`; any problem comes back as an `is_error` result, never an exception."""
-        client = self._client
-        if client is None:
-            raise RuntimeError("Toolbox is not open; use `async with Toolbox(...)`")
+    def refusal(self, caller: Caller, name: str, arguments: object) -> ToolResult | None:
+        """Why the call cannot run at all (an unknown tool, one the role does not permit, arguments that
+        are not the tool's), or None. A refused call is never put to the user for approval."""
         listed = self._tools.get(name)
         if listed is None:
             available = ", ".join(t.name for t in self._allowed(caller)) or "none"
             return ToolResult(True, f"Unknown tool {name!r}. Available tools: {available}.")
         if not caller.can(listed.permission):
-            return ToolResult(True, not_permitted(caller, name, listed.permission))
-        refusal = _argument_problem(listed, arguments)
+            return ToolResult(True, not_permitted(caller, name, listed.permission), status="not_permitted")
+        problem = _argument_problem(listed, arguments)
+        if problem is None and name in self._arguments:
+            try:
+                self._arguments[name].model_validate(arguments)
+            except ValidationError as exc:
+                problem = f"Invalid arguments for {name}: " + "; ".join(
+                    f"{'.'.join(str(p) for p in error['loc']) or 'arguments'}: {error['msg']}"
+                    for error in exc.errors(include_url=False, include_input=False)
+                )
+        return None if problem is None else ToolResult(True, problem)
+
+    def annotations(self, name: str) -> ToolAnnotations | None:
+        """The tool's MCP annotations (None for an unknown tool)."""
+        listed = self._tools.get(name)
+        return None if listed is None else listed.annotations
+
+    async def summary(self, caller: Caller, name: str, arguments: dict[str, Any]) -> str:
+        """What a call would do, in plain words built from the tool, its input and the current data."""
+        describe = self._summaries.get(name)
+        if describe is not None:
+            with contextlib.suppress(Unavailable):
+                return await describe(self._data, caller, arguments)
+        return generic_summary(name.replace("_", " ").capitalize(), arguments)
+
+    async def call(self, caller: Caller, name: str, arguments: object) -> ToolResult:
+        """Run tool `name` for `caller`; any problem comes back as an `is_error` result, never an exception.
+        The role is checked again here, at the moment the call runs."""
+        client = self._client
+        if client is None:
+            raise RuntimeError("Toolbox is not open; use `async with Toolbox(...)`")
+        refusal = self.refusal(caller, name, arguments)
         if refusal is not None:
-            return ToolResult(True, refusal)
+            return refusal
+        listed = self._tools[name]
         assert isinstance(arguments, dict)
         try:
             with anyio.fail_after(self.timeout_seconds):

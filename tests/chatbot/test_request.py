@@ -13,18 +13,20 @@ def body(**data: object) -> bytes:
     return json.dumps(data).encode()
 
 
-def test_a_message_with_alternating_history_becomes_messages_ending_with_the_new_one() -> None:
+def test_a_message_with_alternating_history_seeds_the_conversation_with_it() -> None:
     request = parse_message(
         body(
             message="and now?",
             history=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}],
         )
     )
-    assert request.messages() == [
-        {"role": "user", "content": "hi"},
-        {"role": "assistant", "content": "hello"},
-        {"role": "user", "content": "and now?"},
-    ]
+    assert request.seed() == [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    assert request.message == "and now?" and request.conversation_id is None
+
+
+def test_approvals_decide_the_calls_of_a_conversation() -> None:
+    request = parse_message(body(conversation_id="conv_1", approvals={"toolu_1": True, "toolu_2": False}))
+    assert request.approvals == {"toolu_1": True, "toolu_2": False} and request.message is None
 
 
 @pytest.mark.parametrize(
@@ -52,6 +54,22 @@ def test_a_message_with_alternating_history_becomes_messages_ending_with_the_new
             "history",
         ),
         (body(message="hi", org_id="org_globex"), "org_id"),
+        (body(conversation_id="c1"), "either message or approvals"),
+        (body(message="hi", conversation_id="c1", approvals={"t": True}), "either message or approvals"),
+        (body(approvals={"t": True}), "conversation_id"),
+        (body(conversation_id="c1", approvals={}), "approvals"),
+        (body(conversation_id="c1", approvals={"t": "yes"}), "approvals.t"),
+        (body(conversation_id="c1", approvals={"": True}), "tool call id"),
+        (body(message="hi", conversation_id=""), "conversation_id"),
+        (body(message="hi", conversation_id=7), "conversation_id"),
+        (
+            body(
+                message="hi",
+                conversation_id="c1",
+                history=[{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}],
+            ),
+            "history only seeds",
+        ),
     ],
 )
 def test_malformed_bodies_are_invalid_requests_naming_the_problem(raw: bytes, names: str) -> None:

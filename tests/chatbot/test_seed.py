@@ -12,7 +12,8 @@ from chatbot.permissions import Caller
 from chatbot.seed import DEMO_USERS, create_tables, seed_demo_data
 from moto import mock_aws
 
-APP, USAGE = "AppData", "ChatbotUsage"
+APP, USAGE, CONVERSATIONS, AUDIT = "AppData", "ChatbotUsage", "ChatbotConversations", "ChatbotAudit"
+ALL = sorted([APP, USAGE, CONVERSATIONS, AUDIT])
 
 
 @pytest.fixture
@@ -32,17 +33,28 @@ def all_items(dynamodb: Any, table: str) -> list[dict[str, Any]]:
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
-def test_create_tables_makes_both_tables_with_the_usage_ttl(dynamodb: Any) -> None:
+def test_create_tables_makes_every_table_with_its_indexes_and_ttl(dynamodb: Any) -> None:
     create_tables(dynamodb, APP, USAGE)
-    for name in (APP, USAGE):
+    for name in ALL:
         table = dynamodb.describe_table(TableName=name)["Table"]
         assert {(k["AttributeName"], k["KeyType"]) for k in table["KeySchema"]} == {
             ("pk", "HASH"),
             ("sk", "RANGE"),
         }
         assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
-    ttl = dynamodb.describe_time_to_live(TableName=USAGE)["TimeToLiveDescription"]
-    assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", "expires_at")
+    for name in (USAGE, CONVERSATIONS, AUDIT):
+        ttl = dynamodb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+        assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", "expires_at"), name
+    indexes = {
+        name: {
+            index["IndexName"]: [k["AttributeName"] for k in index["KeySchema"]]
+            for index in dynamodb.describe_table(TableName=name)["Table"].get("GlobalSecondaryIndexes", [])
+        }
+        for name in ALL
+    }
+    assert indexes[CONVERSATIONS] == {"by_owner": ["owner", "updated_at"]}
+    assert indexes[AUDIT] == {"by_user": ["user_key", "sk"]}
+    assert indexes[APP] == indexes[USAGE] == {}
 
 
 def test_create_tables_again_keeps_existing_tables_and_their_items(dynamodb: Any) -> None:
@@ -50,7 +62,7 @@ def test_create_tables_again_keeps_existing_tables_and_their_items(dynamodb: Any
     dynamodb.put_item(TableName=USAGE, Item={"pk": {"S": "global"}, "sk": {"S": "2025-01-01"}})
     create_tables(dynamodb, APP, USAGE)
     assert len(all_items(dynamodb, USAGE)) == 1
-    assert sorted(dynamodb.list_tables()["TableNames"]) == [APP, USAGE]
+    assert sorted(dynamodb.list_tables()["TableNames"]) == ALL
 
 
 def test_create_tables_creates_only_the_missing_one(dynamodb: Any) -> None:
@@ -64,7 +76,7 @@ def test_create_tables_creates_only_the_missing_one(dynamodb: Any) -> None:
         BillingMode="PAY_PER_REQUEST",
     )
     create_tables(dynamodb, APP, USAGE)
-    assert sorted(dynamodb.list_tables()["TableNames"]) == [APP, USAGE]
+    assert sorted(dynamodb.list_tables()["TableNames"]) == ALL
 
 
 async def test_seed_loads_exactly_the_demo_users_organizations_and_invitation(dynamodb: Any) -> None:

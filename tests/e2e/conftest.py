@@ -158,6 +158,8 @@ def start_server(dynamodb_endpoint: str, fake_anthropic: FakeAnthropic) -> Itera
             "aws_endpoint_url_dynamodb": dynamodb_endpoint,
             "app_table": f"AppData-{suffix}",
             "chatbot_usage_table": f"ChatbotUsage-{suffix}",
+            "chatbot_conversations_table": f"ChatbotConversations-{suffix}",
+            "chatbot_audit_table": f"ChatbotAudit-{suffix}",
             **overrides,
         }
         server = LiveServer(Settings(**values), keep_alive_seconds=keep_alive_seconds).start()

@@ -234,6 +234,8 @@ def app_env(
         "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_server.endpoint,
         "APP_TABLE": f"AppData-{suffix}",
         "CHATBOT_USAGE_TABLE": f"ChatbotUsage-{suffix}",
+        "CHATBOT_CONVERSATIONS_TABLE": f"ChatbotConversations-{suffix}",
+        "CHATBOT_AUDIT_TABLE": f"ChatbotAudit-{suffix}",
         "REDIS_URL": private_redis.url,
         "CHATBOT_LOCK_TTL_SECONDS": "2",
         "AUTH_JWT_SECRET": SECRET,

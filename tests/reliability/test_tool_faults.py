@@ -50,8 +50,10 @@ async def test_a_failing_tool_is_an_error_result_and_the_answer_still_comes(
 
 
 async def test_invalid_arguments_and_unknown_tools_are_error_results_and_the_loop_goes_on(
-    server: Any, fake_anthropic: FakeAnthropic
+    start_server: ServerFactory, fake_anthropic: FakeAnthropic
 ) -> None:
+    # No approvals: the invitation to a malformed address must reach the tool, which refuses it.
+    server = start_server(chatbot_approval="none")
     calls = [
         ToolCall("member_update_role", {"user_id": "user_bob", "role": "emperor"}),
         ToolCall("member_get", {"user_id": 42}),

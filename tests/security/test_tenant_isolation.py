@@ -40,8 +40,11 @@ def invitations(server: LiveServer, org: str) -> list[dict[str, Any]]:
 
 
 async def test_acme_ids_in_carols_arguments_message_and_history_never_reach_acme(
-    server: LiveServer, fake_anthropic: FakeAnthropic
+    start_server: ServerFactory, fake_anthropic: FakeAnthropic
 ) -> None:
+    # Without approvals, so that every call runs and meets the server's own checks (with them, the changes
+    # would wait for Carol's decision: tests/e2e/test_approvals.py).
+    server = start_server(chatbot_approval="none")
     acme_before, acme_invitations = members(server, "org_acme"), invitations(server, "org_acme")
     [acme_invitation] = acme_invitations
     attacks = [
@@ -135,7 +138,8 @@ async def test_injected_instructions_obeyed_by_the_model_stop_at_a_members_permi
 async def test_injected_instructions_obeyed_for_an_admin_keep_the_guard_rails(
     start_server: ServerFactory, fake_anthropic: FakeAnthropic
 ) -> None:
-    server = start_server()
+    # Without approvals: what this proves is that the guard rails hold when such calls do run.
+    server = start_server(chatbot_approval="none")
     fake_anthropic.set_responder(obeying_model)
 
     stream = await server.message("Who is in my organization?", user="user_alice")  # the only admin

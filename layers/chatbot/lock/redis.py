@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import anyio
 from redis import exceptions as redis_errors
-from redis.asyncio import BlockingConnectionPool, Connection, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.asyncio import Redis
 
-from chatbot.errors import ConcurrentRequest, Unavailable
+from chatbot.errors import ConcurrentRequest
 from chatbot.lock import Lease
+from chatbot.redis_store import UNREACHABLE, connection_pool, store_call
 
 logger = logging.getLogger(__name__)
 
@@ -29,15 +26,7 @@ LOCK_KEY_PREFIX = "chatbot:lock:"
 CANCEL_KEY_PREFIX = "chatbot:cancel:"
 CANCEL_CHANNEL = "chatbot:cancel"
 
-# Errors meaning "the store cannot serve us now" (down, unreachable, too slow, failing over, loading),
-# as opposed to a programming error, which should surface as one. The builtin TimeoutError is our own
-# per-call deadline.
-_UNREACHABLE: tuple[type[Exception], ...] = (
-    redis_errors.ConnectionError,
-    redis_errors.TimeoutError,
-    redis_errors.ReadOnlyError,
-    TimeoutError,
-)
+LOCK_STORE = "request lock store"
 
 # SET NX PX; a retried call whose first attempt did land (reply lost on the wire) finds its own request
 # id and still counts as acquired, instead of locking the user out until the TTL.
@@ -63,41 +52,6 @@ def lock_key(user_id: str) -> str:
 def cancel_key(request_id: str) -> str:
     """The Redis key marking `request_id` as cancelled."""
     return CANCEL_KEY_PREFIX + request_id
-
-
-@contextmanager
-def _store_call(action: str, timeout: float) -> Iterator[None]:
-    """Bound a Redis call by `timeout` and report an unreachable store as `Unavailable`."""
-    try:
-        with anyio.fail_after(timeout):
-            yield
-    except _UNREACHABLE as exc:
-        logger.warning("Redis unreachable while trying to %s: %r", action, exc)
-        raise Unavailable("The request lock store (Redis) is unreachable; please try again shortly.") from exc
-
-
-def connection_pool(
-    redis_url: str, *, connect_timeout: float, max_connections: int
-) -> BlockingConnectionPool[Connection]:
-    """A pool of connections to `redis_url` whose every wait is bounded."""
-    return BlockingConnectionPool.from_url(
-        redis_url,
-        decode_responses=True,
-        max_connections=max_connections,
-        # Waiting for a free pooled connection is bounded too: a stuck pool is an outage.
-        timeout=connect_timeout,
-        socket_connect_timeout=connect_timeout,
-        # No socket_timeout: with one, redis-py sends through asyncio.wait_for, which on Python 3.11
-        # swallows a cancellation that lands as the send completes (tasks then cannot be stopped).
-        # Every call is bounded by the caller's operation timeout instead; redis-py drops a connection
-        # interrupted mid-command, so a timed-out call never leaves a half-read reply in the pool.
-        socket_timeout=None,
-        # One immediate retry on a broken connection (a pooled socket Redis closed, or a frozen Lambda
-        # thawing) and none on a timeout, so a dead Redis answers `Unavailable` within the timeouts.
-        retry=Retry(NoBackoff(), 1, supported_errors=(redis_errors.ConnectionError,)),
-        # Idle connections are pinged before reuse, and the listener's connection is pinged regularly.
-        health_check_interval=10,
-    )
 
 
 class RedisRequestLock:
@@ -145,7 +99,7 @@ class RedisRequestLock:
         # or, if the listener is between subscriptions, through its marker on resubscription.
         self._leases[request_id] = lease
         try:
-            with _store_call("acquire the request lock", self._timeout):
+            with store_call("acquire the request lock", self._timeout, LOCK_STORE):
                 acquired = await self._acquire_script(
                     keys=[lock_key(user_id)], args=[request_id, self._ttl_ms]
                 )
@@ -168,7 +122,7 @@ class RedisRequestLock:
                 await self._release_script(
                     keys=[lock_key(lease.user_id), cancel_key(lease.request_id)], args=[lease.request_id]
                 )
-        except _UNREACHABLE as exc:
+        except UNREACHABLE as exc:
             # A blip must not lock the user out for the whole TTL: keep trying in the background (the
             # request's end is not held up) until Redis answers or the key has expired anyway.
             logger.error(
@@ -202,7 +156,7 @@ class RedisRequestLock:
                     await self._release_script(
                         keys=[lock_key(lease.user_id), cancel_key(lease.request_id)], args=[lease.request_id]
                     )
-            except _UNREACHABLE:
+            except UNREACHABLE:
                 continue
             except redis_errors.RedisError as exc:
                 logger.error("Gave up releasing the request lock of user %s: %r", lease.user_id, exc)
@@ -212,7 +166,7 @@ class RedisRequestLock:
 
     async def cancel(self, user_id: str) -> bool:
         """Signal the user's in-flight request on whichever instance runs it. True if one was in flight."""
-        with _store_call("cancel a request", self._timeout):
+        with store_call("cancel a request", self._timeout, LOCK_STORE):
             request_id = await self._redis.get(lock_key(user_id))
             if request_id is None:
                 return False
@@ -227,7 +181,7 @@ class RedisRequestLock:
 
     async def ping(self) -> None:
         """Raises `Unavailable` when Redis does not answer."""
-        with _store_call("ping", self._timeout):
+        with store_call("ping", self._timeout, LOCK_STORE):
             await self._redis.ping()
 
     async def aclose(self) -> None:
@@ -286,7 +240,7 @@ class RedisRequestLock:
                         backoff = 0.1
                     elif message["type"] == "message":
                         self._signal(str(message["data"]))
-            except _UNREACHABLE as exc:
+            except UNREACHABLE as exc:
                 logger.warning("Cancel listener lost Redis (%r); reconnecting in %.1f s", exc, backoff)
             finally:
                 self.listening.clear()

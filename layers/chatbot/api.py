@@ -1,0 +1,284 @@
+"""The HTTP API's endpoints. Each one authenticates, checks the permission it needs at the point of use,
+and answers JSON (errors through the one table in `errors.py`) or an event stream."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from . import approval, paging
+from .admission import admit, membership
+from .agent import Request as TurnRequest
+from .agent import Turn
+from .approval import PendingCall
+from .auth import Identity, bearer_token
+from .chat import CLEANUP_SECONDS, ChatStream
+from .context import Message
+from .conversations import Conversation, view
+from .errors import ChatbotDisabled, Forbidden, InvalidRequest, Unavailable
+from .events import is_final
+from .meter import Meter
+from .observability import RequestMetrics, log_context, logger
+from .permissions import Caller
+from .replay import ReplayStream
+from .request import MessageRequest, parse_json, parse_message, read_body
+from .services import Services
+from .transcript import Transcript
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def _request_id(request: Request) -> str:
+    request_id: str = request.scope["state"]["request_id"]
+    return request_id
+
+
+async def _identify(request: Request) -> Identity:
+    return await _services(request).verifier.verify(bearer_token(request.headers.get("authorization")))
+
+
+async def _caller(request: Request, permission: str) -> Caller:
+    """The signed-in caller, holding `permission` (403 otherwise)."""
+    caller = await membership(_services(request).appdata, await _identify(request))
+    if not caller.can(permission):
+        raise Forbidden(f"The {caller.role} role does not have {permission}.")
+    return caller
+
+
+# ------------------------------------------------------------------------------------------------ chat
+
+
+async def post_message(request: Request) -> Response:
+    """Admit the request (auth, role, lock, conversation, quota) and stream the answer."""
+    services = _services(request)
+    body = await read_body(request)
+    if services.anthropic is None:
+        raise ChatbotDisabled()
+    identity = await _identify(request)
+    with log_context(user_id=identity.user_id, org_id=identity.org_id):
+        payload = parse_message(body)
+        request_id = _request_id(request)
+        settings = services.settings
+        async with contextlib.AsyncExitStack() as resources:
+            admitted = await admit(
+                services.appdata,
+                services.lock,
+                services.conversations,
+                identity,
+                request_id,
+                resources,
+                conversation_id=payload.conversation_id,
+                budget=settings.chatbot_context_token_budget,
+            )
+            caller = admitted.caller
+            history: list[Message]
+            pending: list[PendingCall]
+            if admitted.loaded is None:
+                # A new conversation, which the legacy `history` (if any) seeds.
+                first = payload.history[0].content if payload.history else payload.message or ""
+                conversation = services.conversations.new(caller.user_id, caller.org_id, first)
+                history, pending = payload.seed(), []
+            else:
+                conversation, history = admitted.loaded.conversation, admitted.loaded.history
+                pending = admitted.loaded.pending
+            decided, declined = await _decisions(services, payload, conversation, pending)
+            meter = Meter(services.ledger, caller.user_id, caller.org_id)
+            resources.push_async_callback(meter.close)
+            turn = Turn(
+                client=services.anthropic,
+                toolbox=services.toolbox,
+                meter=meter,
+                settings=settings,
+                caller=caller,
+                request=TurnRequest(request_id, conversation.id, services.audit),
+                history=history,
+                text=payload.message,
+                decisions=decided,
+            )
+            await turn.prepare()
+            transcript = Transcript(
+                services.conversations, conversation, request_id, turn, seed=payload.seed(), declined=declined
+            )
+            resources.push_async_callback(transcript.finish)
+            return ChatStream(
+                turn,
+                meter,
+                transcript,
+                services.journal,
+                # From here the response owns the lease, the meter and the transcript: it closes them.
+                resources.pop_all(),
+                admitted.lease.cancelled,
+                settings=settings,
+                metrics=RequestMetrics(),
+                log_keys={"request_id": request_id, "user_id": caller.user_id, "org_id": caller.org_id},
+            )
+
+
+async def _decisions(
+    services: Services, payload: MessageRequest, conversation: Conversation, pending: list[PendingCall]
+) -> tuple[list[tuple[PendingCall, bool]], list[PendingCall]]:
+    """The calls this request decides, and those its new message declines. Approvals are checked and taken
+    (once) before the stream; a new message declines every call still waiting."""
+    if payload.approvals is None:
+        return [(call, False) for call in pending], pending
+    decided = approval.decisions(pending, payload.approvals, time.time())
+    await services.conversations.take_pending(conversation, [call for call, _ in decided])
+    return decided, []
+
+
+async def post_cancel(request: Request) -> Response:
+    """Stop the caller's request in flight, on whichever instance runs it."""
+    identity = await _identify(request)
+    cancelled = await _services(request).lock.cancel(identity.user_id)
+    return JSONResponse({"cancelled": cancelled})
+
+
+async def get_usage(request: Request) -> Response:
+    """Today's usage of the caller, their organization and everyone; and the caller's role and permissions
+    (the chat sheet offers only the suggestions the role can act on)."""
+    services = _services(request)
+    caller = await membership(services.appdata, await _identify(request))
+    report = await services.ledger.report(caller.user_id, caller.org_id)
+    return JSONResponse({**report, "role": caller.role, "permissions": sorted(caller.permissions)})
+
+
+async def get_status(request: Request) -> Response:
+    """Whether the assistant is on, and with which model (no auth: the panel asks before sign-in)."""
+    settings = _services(request).settings
+    return JSONResponse(
+        {
+            "enabled": settings.enabled,
+            "model": settings.chatbot_model,
+            "max_iterations": settings.chatbot_max_iterations,
+        }
+    )
+
+
+async def healthz(request: Request) -> Response:
+    """Readiness for the Lambda Web Adapter."""
+    return JSONResponse({"status": "ok"})
+
+
+# --------------------------------------------------------------------------------------- conversations
+
+
+class Rename(BaseModel):
+    """`PATCH /api/chatbot/conversations/{id}`."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    title: str = Field(min_length=1, max_length=200)
+
+
+async def list_conversations(request: Request) -> Response:
+    """The caller's conversations, most recently updated first, a page at a time."""
+    caller = await _caller(request, "chatbot:use")
+    found, cursor = await _services(request).conversations.recent(
+        caller.user_id,
+        caller.org_id,
+        limit=paging.limit_of(request.query_params.get("limit")),
+        cursor=request.query_params.get("cursor"),
+    )
+    return JSONResponse({"conversations": [c.summary() for c in found], "next_cursor": cursor})
+
+
+async def get_conversation(request: Request) -> Response:
+    """One conversation with its messages, and the request in flight to re-attach to, if any."""
+    services = _services(request)
+    caller = await _caller(request, "chatbot:use")
+    conversation_id = request.path_params["conversation_id"]
+    loaded = await services.conversations.get(caller.user_id, caller.org_id, conversation_id)
+    return JSONResponse(view(loaded, await _active_request(services, conversation_id)))
+
+
+async def _active_request(services: Services, conversation_id: str) -> dict[str, Any] | None:
+    """The conversation's request still running (`{"id", "last_event_id"}`), or None."""
+    try:
+        request_id = await services.journal.latest(conversation_id)
+        last = await services.journal.last(request_id) if request_id else None
+    except Unavailable:
+        logger.warning("event journal unavailable: no request in flight reported")
+        return None
+    if request_id is None or (last is not None and is_final(last[1])):
+        return None
+    return {"id": request_id, "last_event_id": last[0] if last else 0}
+
+
+async def patch_conversation(request: Request) -> Response:
+    """Rename a conversation."""
+    caller = await _caller(request, "chatbot:use")
+    rename = parse_json(await read_body(request), Rename)
+    renamed = await _services(request).conversations.rename(
+        caller.user_id, caller.org_id, request.path_params["conversation_id"], rename.title
+    )
+    return JSONResponse(renamed.summary())
+
+
+async def delete_conversation(request: Request) -> Response:
+    """Delete a conversation for good."""
+    caller = await _caller(request, "chatbot:use")
+    await _services(request).conversations.delete(
+        caller.user_id, caller.org_id, request.path_params["conversation_id"]
+    )
+    return Response(status_code=204)
+
+
+async def get_stream(request: Request) -> Response:
+    """Re-attach to the conversation's latest request: its events after `Last-Event-ID` (or `?after=`),
+    kept then live, until it ends; 204 when there is nothing to send."""
+    services = _services(request)
+    caller = await _caller(request, "chatbot:use")
+    conversation_id = request.path_params["conversation_id"]
+    after = _after(request)
+    await services.conversations.head(caller.user_id, caller.org_id, conversation_id)
+    request_id = await services.journal.latest(conversation_id)
+    last = await services.journal.last(request_id) if request_id else None
+    if request_id is None or (last is not None and is_final(last[1]) and last[0] <= after):
+        return Response(status_code=204)
+    first = await services.journal.read(request_id, after, 0)
+    if first is None:
+        return Response(status_code=204)
+    settings = services.settings
+    return ReplayStream(
+        services.journal,
+        request_id,
+        after,
+        first,
+        keepalive_seconds=settings.chatbot_keepalive_seconds,
+        follow_seconds=settings.chatbot_request_timeout_seconds + CLEANUP_SECONDS,
+    )
+
+
+def _after(request: Request) -> int:
+    raw = request.headers.get("last-event-id") or request.query_params.get("after")
+    if raw is None:
+        return 0
+    if not raw.isdigit() or len(raw) > 12:
+        raise InvalidRequest("Last-Event-ID (or after): the id of the last event received, a whole number.")
+    return int(raw)
+
+
+# ----------------------------------------------------------------------------------------------- audit
+
+
+async def get_audit(request: Request) -> Response:
+    """The organization's tool-call audit trail, newest first (owners and admins)."""
+    caller = await _caller(request, "audit:read")
+    user_id = request.query_params.get("user_id")
+    if user_id is not None and not 1 <= len(user_id) <= 256:
+        raise InvalidRequest("user_id: 1 to 256 characters.")
+    entries, cursor = await _services(request).audit.page(
+        caller.org_id,
+        limit=paging.limit_of(request.query_params.get("limit")),
+        cursor=request.query_params.get("cursor"),
+        user_id=user_id,
+    )
+    return JSONResponse({"entries": entries, "next_cursor": cursor})

@@ -1,0 +1,72 @@
+"""The per-process clients every request uses, created once when the app starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from anthropic import AsyncAnthropic
+
+from .appdata import AppData
+from .audit import AuditLog
+from .auth import TokenVerifier
+from .conversations import ConversationStore
+from .journal import Journal, create_journal
+from .lock import RequestLock, create_lock
+from .observability import logger
+from .quota import QuotaLedger
+from .settings import Settings
+from .tools import Toolbox
+
+
+@dataclass
+class Services:
+    """Everything a request needs, created once per process."""
+
+    settings: Settings
+    verifier: TokenVerifier
+    appdata: AppData
+    lock: RequestLock
+    ledger: QuotaLedger
+    toolbox: Toolbox
+    conversations: ConversationStore
+    audit: AuditLog
+    journal: Journal
+    anthropic: AsyncAnthropic | None
+
+
+def build_services(settings: Settings, dynamodb: Any) -> Services:
+    """Create the per-process clients (the Toolbox is entered by the lifespan)."""
+    if not settings.enabled:
+        logger.warning(
+            "ANTHROPIC_API_KEY is not set: the chatbot is disabled and answers 503 chatbot_disabled"
+        )
+    verifier = TokenVerifier(settings)
+    if not verifier.configured:
+        logger.warning("neither AUTH_JWT_SECRET nor AUTH_JWKS_URL is set: every token will be refused")
+    appdata = AppData(dynamodb, settings.app_table)
+    redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
+    return Services(
+        settings=settings,
+        verifier=verifier,
+        appdata=appdata,
+        lock=create_lock(redis_url, settings.chatbot_lock_ttl_seconds),
+        ledger=QuotaLedger(dynamodb, settings.chatbot_usage_table, settings.daily_limits()),
+        toolbox=Toolbox(
+            appdata,
+            timeout_seconds=settings.chatbot_tool_timeout_seconds,
+            max_result_chars=settings.chatbot_tool_result_max_chars,
+        ),
+        conversations=ConversationStore(
+            dynamodb, settings.chatbot_conversations_table, settings.chatbot_conversation_retention_days
+        ),
+        audit=AuditLog(dynamodb, settings.chatbot_audit_table, settings.chatbot_audit_retention_days),
+        journal=create_journal(redis_url, settings.chatbot_stream_retention_seconds),
+        anthropic=(
+            AsyncAnthropic(
+                api_key=settings.anthropic_api_key.get_secret_value(), base_url=settings.anthropic_base_url
+            )
+            if settings.anthropic_api_key is not None
+            else None
+        ),
+    )
