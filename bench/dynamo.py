@@ -4,8 +4,9 @@ moto is a faithful but slow DynamoDB (milliseconds per call, and calls queue beh
 concurrency it, not the app, sets the pace. This server speaks the same JSON protocol for the operations a
 chat request uses (`TransactGetItems` for the membership, `TransactWriteItems` for the usage ledger with
 its `SET ... ADD ...` updates and `attribute_not_exists(#t) OR #t <= :cap` conditions, `BatchGetItem`,
-`GetItem` for the `member_get` tool, `PutItem` for seeding), applies each request atomically (one event
-loop), and refuses anything else with a 400 so a gap cannot pass unnoticed. Real DynamoDB answers in a few
+`GetItem` for the `member_get` tool, `PutItem` for seeding, the conversation's state and the audit trail,
+`Query` of a partition for loading a conversation, `BatchWriteItem` for its messages), applies each
+request atomically (one event loop), and refuses anything else with a 400 so a gap cannot pass unnoticed. Real DynamoDB answers in a few
 milliseconds in-region and does not slow down with concurrency; `--latency` adds a fixed delay per call
 to model that. `python -m bench.dynamo --port N [--latency 0.004]`.
 """
@@ -22,6 +23,7 @@ import uvicorn
 
 Item = dict[str, Any]
 ITEMS: dict[tuple[str, str, str], Item] = {}
+PARTITIONS: dict[tuple[str, str], set[str]] = {}
 PREFIX = "com.amazonaws.dynamodb.v20120810#"
 
 
@@ -40,19 +42,37 @@ def _names(request: Item, token: str) -> str:
 
 
 def _condition_holds(item: Item | None, request: Item) -> bool:
-    expression = request.get("ConditionExpression")
+    expression = str(request.get("ConditionExpression") or "").strip()
     if not expression:
         return True
     values = request.get("ExpressionAttributeValues", {})
-    m = re.fullmatch(r"attribute_not_exists\((\S+?)\)(?: OR (\S+) <= (\S+))?", expression.strip())
-    if not m:
-        raise Refused("ValidationException", f"unsupported condition {expression!r}")
-    attribute = _names(request, m.group(1))
-    if item is None or attribute not in item:
-        return True
-    if m.group(2) is None:
-        return False
-    return int(item[_names(request, m.group(2))]["N"]) <= int(values[m.group(3)]["N"])
+    m = re.fullmatch(r"attribute_not_exists\((\S+?)\)(?: OR (\S+) <= (\S+))?", expression)
+    if m:
+        attribute = _names(request, m.group(1))
+        if item is None or attribute not in item:
+            return True
+        if m.group(2) is None:
+            return False
+        return int(item[_names(request, m.group(2))]["N"]) <= int(values[m.group(3)]["N"])
+    m = re.fullmatch(r"attribute_exists\((\S+?)\)", expression)
+    if m:
+        return item is not None and _names(request, m.group(1)) in item
+    m = re.fullmatch(r"(\S+) = (:\w+)", expression)
+    if m:
+        return item is not None and item.get(_names(request, m.group(1))) == values[m.group(2)]
+    raise Refused("ValidationException", f"unsupported condition {expression!r}")
+
+
+def _store(table: str, item: Item) -> None:
+    key = _key(table, item)
+    ITEMS[key] = item
+    PARTITIONS.setdefault(key[:2], set()).add(key[2])
+
+
+def _delete(table: str, key: Item) -> None:
+    found = _key(table, key)
+    ITEMS.pop(found, None)
+    PARTITIONS.get(found[:2], set()).discard(found[2])
 
 
 def _apply_update(item: Item, request: Item) -> None:
@@ -91,8 +111,9 @@ def transact_write_items(body: Item) -> Item:
     for action in actions:
         request = action["Update"]
         key = _key(request["TableName"], request["Key"])
-        item = ITEMS.setdefault(key, dict(request["Key"]))
-        _apply_update(item, request)
+        if key not in ITEMS:
+            _store(request["TableName"], dict(request["Key"]))
+        _apply_update(ITEMS[key], request)
     return {}
 
 
@@ -122,8 +143,35 @@ def put_item(body: Item) -> Item:
     key = _key(body["TableName"], body["Item"])
     if not _condition_holds(ITEMS.get(key), body):
         raise Refused("ConditionalCheckFailedException", "The conditional request failed")
-    ITEMS[key] = body["Item"]
+    _store(body["TableName"], body["Item"])
     return {}
+
+
+def batch_write_item(body: Item) -> Item:
+    for table, requests in body["RequestItems"].items():
+        for request in requests:
+            if "PutRequest" in request:
+                _store(table, request["PutRequest"]["Item"])
+            else:
+                _delete(table, request["DeleteRequest"]["Key"])
+    return {"UnprocessedItems": {}}
+
+
+def query(body: Item) -> Item:
+    """A partition (`pk = :pk`, optionally `AND begins_with(sk, :prefix)`), in sort key order."""
+    if "IndexName" in body:
+        raise Refused("ValidationException", "bench.dynamo queries no index")
+    values = body["ExpressionAttributeValues"]
+    m = re.fullmatch(r"pk = :pk(?: AND begins_with\(sk, :prefix\))?", body["KeyConditionExpression"].strip())
+    if not m:
+        raise Refused("ValidationException", f"unsupported key condition {body['KeyConditionExpression']!r}")
+    table, pk = body["TableName"], values[":pk"]["S"]
+    prefix = values.get(":prefix", {}).get("S", "")
+    keys = sorted(sk for sk in PARTITIONS.get((table, pk), ()) if sk.startswith(prefix))
+    if body.get("ScanIndexForward") is False:
+        keys.reverse()
+    items = [ITEMS[(table, pk, sk)] for sk in keys]
+    return {"Items": items, "Count": len(items), "ScannedCount": len(items)}
 
 
 OPERATIONS = {
@@ -132,6 +180,8 @@ OPERATIONS = {
     "GetItem": get_item,
     "BatchGetItem": batch_get_item,
     "PutItem": put_item,
+    "BatchWriteItem": batch_write_item,
+    "Query": query,
 }
 
 

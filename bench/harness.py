@@ -138,6 +138,8 @@ class Stack:
             "AUTH_JWT_SECRET": SECRET,
             "APP_TABLE": self.app_table,
             "CHATBOT_USAGE_TABLE": self.usage_table,
+            "CHATBOT_CONVERSATIONS_TABLE": self.app_table.replace("AppData", "ChatbotConversations"),
+            "CHATBOT_AUDIT_TABLE": self.app_table.replace("AppData", "ChatbotAudit"),
             "CHATBOT_DAILY_TOKEN_LIMIT_USER": UNLIMITED,
             "CHATBOT_DAILY_TOKEN_LIMIT_ORGANIZATION": UNLIMITED,
             "CHATBOT_DAILY_TOKEN_LIMIT_GLOBAL": UNLIMITED,
@@ -199,16 +201,26 @@ class StreamResult:
     completed: bool
     request_id: str
     events: list[dict[str, Any]]
+    conversation_id: str = ""
 
 
 async def app_stream(
-    client: httpx.AsyncClient, user: str, message: str, *, org: str = BENCH_ORG, keep_events: bool = False
+    client: httpx.AsyncClient,
+    user: str,
+    message: str,
+    *,
+    org: str = BENCH_ORG,
+    keep_events: bool = False,
+    conversation_id: str | None = None,
 ) -> StreamResult:
-    """POST a message, time the first `text` event, read to the end of the stream."""
+    """POST a message (continuing `conversation_id` if given), time the first `text` event, read to the
+    end of the stream."""
     import json
 
     headers = {"authorization": f"Bearer {token(user, org)}"}
-    body = {"message": message}
+    body: dict[str, Any] = {"message": message}
+    if conversation_id is not None:
+        body["conversation_id"] = conversation_id
     started = time.perf_counter()
     ttft: float | None = None
     buffer = b""
@@ -223,15 +235,17 @@ async def app_stream(
             buffer += chunk
     total = time.perf_counter() - started
     events: list[dict[str, Any]] = []
-    last = ""
+    last, conversation = "", ""
     for frame in buffer.decode().split("\n\n"):
         for line in frame.splitlines():
             if line.startswith("data: "):
                 data = json.loads(line[6:])
                 last = data["type"]
+                if last == "conversation":
+                    conversation = data["id"]
                 if keep_events:
                     events.append(data)
-    return StreamResult(ttft, total, last == "done", request_id, events)
+    return StreamResult(ttft, total, last == "done", request_id, events, conversation)
 
 
 async def direct_stream(client: Any, params: dict[str, Any]) -> tuple[float | None, float]:
@@ -246,9 +260,11 @@ async def direct_stream(client: Any, params: dict[str, Any]) -> tuple[float | No
     return ttft, time.perf_counter() - started
 
 
-async def first_call_params(user: str, message: str, *, org_name: str = "Bench Inc") -> dict[str, Any]:
-    """The Messages params of the app's first model call for `user`, built by the app's own code, so the
-    direct call sends the very same request."""
+async def first_call_params(
+    user: str, message: str, *, org_name: str = "Bench Inc", history: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The Messages params of the app's first model call for `user` (after `history`, the conversation so
+    far), built by the app's own code, so the direct call sends the very same request."""
     from datetime import UTC, datetime
 
     from chatbot.agent import EPHEMERAL, _with_cache_breakpoint, system_prompt
@@ -270,7 +286,7 @@ async def first_call_params(user: str, message: str, *, org_name: str = "Bench I
             {"type": "text", "text": system_prompt(caller, datetime.now(UTC)), "cache_control": EPHEMERAL}
         ],
         "tools": tools,
-        "messages": _with_cache_breakpoint([{"role": "user", "content": message}]),
+        "messages": _with_cache_breakpoint([*(history or []), {"role": "user", "content": message}]),
     }
 
 

@@ -42,40 +42,67 @@ async def _traces(client: httpx.AsyncClient) -> dict[str, Any]:
 
 
 async def ttft_pairs(
-    app_url: str, anthropic_url: str, users: list[str], pairs: int, warmup: int = 20
+    app_url: str, anthropic_url: str, users: list[str], pairs: int, warmup: int = 20, history_turns: int = 4
 ) -> dict[str, Any]:
     """Sequential, interleaved: one request to the app, one direct SDK call with the same params (order
-    alternating), `pairs` times. Each pair uses the next user (users are members of the bench org)."""
+    alternating), `pairs` times. Each pair uses the next user (users are members of the bench org), and
+    continues that user's conversation, which the warm-up gave `history_turns` earlier turns: the app loads
+    it from its store; the direct call sends the same history itself."""
+    from bench.fake import ANSWER
+
     app_ttft: list[float] = []
     direct_ttft: list[float] = []
     server: list[dict[str, Any] | None] = []
     direct = _anthropic(anthropic_url)
+    conversations: dict[str, str] = {}
+    turns = dict.fromkeys(users, 0)
+
+    def history(user: str) -> list[dict[str, Any]]:
+        return [
+            m
+            for _ in range(turns[user])
+            for m in ({"role": "user", "content": "hello"}, {"role": "assistant", "content": ANSWER})
+        ]
+
+    async def app_request(client: httpx.AsyncClient, user: str) -> harness.StreamResult:
+        result = await harness.app_stream(client, user, "hello", conversation_id=conversations.get(user))
+        if not result.completed or result.ttft is None:
+            raise RuntimeError(f"a request of {user} did not complete")
+        conversations[user] = result.conversation_id
+        turns[user] += 1
+        return result
+
     async with _client(app_url) as client:
-        params = {user: await harness.first_call_params(user, "hello") for user in users}
-        for i in range(warmup):
+        for i in range(max(warmup, history_turns * len(users))):
             user = users[i % len(users)]
-            await harness.app_stream(client, user, "hello")
-            await harness.direct_stream(direct, params[user])
+            await app_request(client, user)
+            await harness.direct_stream(
+                direct, await harness.first_call_params(user, "hello", history=history(user))
+            )
         await _traces(client)
         ids: list[str] = []
         for i in range(pairs):
             user = users[i % len(users)]
+            params = await harness.first_call_params(user, "hello", history=history(user))
             order = (0, 1) if i % 2 == 0 else (1, 0)
             for which in order:
                 if which == 0:
-                    result = await harness.app_stream(client, user, "hello")
-                    if not result.completed or result.ttft is None:
-                        raise RuntimeError(f"request {i} did not complete")
-                    app_ttft.append(result.ttft)
+                    result = await app_request(client, user)
+                    app_ttft.append(result.ttft or 0.0)
                     ids.append(result.request_id)
                 else:
-                    ttft, _ = await harness.direct_stream(direct, params[user])
+                    ttft, _ = await harness.direct_stream(direct, params)
                     assert ttft is not None
                     direct_ttft.append(ttft)
         traces = await _traces(client)
         server = [traces.get(i) for i in ids]
     await direct.close()
-    return {"app": app_ttft, "direct": direct_ttft, "traces": server}
+    return {
+        "app": app_ttft,
+        "direct": direct_ttft,
+        "traces": server,
+        "history_turns": [history_turns, max(turns.values())],
+    }
 
 
 async def breakdown(

@@ -72,7 +72,9 @@ def install(boto3_session: Any) -> None:
     """Wrap the steps worth timing and hook the store clients; call before the app is created."""
     from chatbot.agent import ModelCall
     from chatbot.appdata import AppData
+    from chatbot.audit import AuditLog
     from chatbot.auth import TokenVerifier
+    from chatbot.conversations import ConversationStore
     from chatbot.lock import Lease
     from chatbot.lock.memory import MemoryRequestLock
     from chatbot.lock.redis import RedisRequestLock
@@ -89,6 +91,10 @@ def install(boto3_session: Any) -> None:
     _patch(Toolbox, "definitions", "tool_listing")
     _patch(Toolbox, "call", "tool_call")
     _patch(Lease, "release", "lock_release")
+    _patch(ConversationStore, "load", "conversation_load")
+    _patch(ConversationStore, "begin", "conversation_begin")
+    _patch(ConversationStore, "finish", "conversation_finish")
+    _patch(AuditLog, "record", "audit")
 
     original_events = ModelCall.events
 

@@ -286,7 +286,9 @@ class Turn:
     async def _waiting(self, call: ToolCall) -> PendingCall:
         summary = await self.toolbox.summary(self.caller, call.name, call.input)
         decide_by = self.request.clock() + self.settings.chatbot_approval_ttl_seconds
-        return PendingCall(call.id, call.name, call.input, summary, self.request.request_id, decide_by)
+        return PendingCall(
+            call.id, call.name, call.input, summary, self.request.request_id, decide_by, len(self.pending)
+        )
 
     async def _run_all(
         self, calls: list[ToolCall], tasks: anyio.abc.TaskGroup, approved: bool | None = None

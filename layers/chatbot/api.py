@@ -4,7 +4,6 @@ and answers JSON (errors through the one table in `errors.py`) or an event strea
 from __future__ import annotations
 
 import contextlib
-import time
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -98,7 +97,7 @@ async def post_message(request: Request) -> Response:
                 meter=meter,
                 settings=settings,
                 caller=caller,
-                request=TurnRequest(request_id, conversation.id, services.audit),
+                request=TurnRequest(request_id, conversation.id, services.audit, services.clock),
                 history=history,
                 text=payload.message,
                 decisions=decided,
@@ -129,7 +128,7 @@ async def _decisions(
     (once) before the stream; a new message declines every call still waiting."""
     if payload.approvals is None:
         return [(call, False) for call in pending], pending
-    decided = approval.decisions(pending, payload.approvals, time.time())
+    decided = approval.decisions(pending, payload.approvals, services.clock())
     await services.conversations.take_pending(conversation, [call for call, _ in decided])
     return decided, []
 
@@ -202,14 +201,14 @@ async def get_conversation(request: Request) -> Response:
 async def _active_request(services: Services, conversation_id: str) -> dict[str, Any] | None:
     """The conversation's request still running (`{"id", "last_event_id"}`), or None."""
     try:
-        request_id = await services.journal.latest(conversation_id)
-        last = await services.journal.last(request_id) if request_id else None
+        latest = await services.journal.latest(conversation_id)
+        last = await services.journal.last(latest.request_id) if latest else None
     except Unavailable:
         logger.warning("event journal unavailable: no request in flight reported")
         return None
-    if request_id is None or (last is not None and is_final(last[1])):
+    if latest is None or (last is not None and is_final(last[1])):
         return None
-    return {"id": request_id, "last_event_id": last[0] if last else 0}
+    return {"id": latest.request_id, "last_event_id": last[0] if last else 0}
 
 
 async def patch_conversation(request: Request) -> Response:
@@ -238,10 +237,15 @@ async def get_stream(request: Request) -> Response:
     caller = await _caller(request, "chatbot:use")
     conversation_id = request.path_params["conversation_id"]
     after = _after(request)
-    await services.conversations.head(caller.user_id, caller.org_id, conversation_id)
-    request_id = await services.journal.latest(conversation_id)
-    last = await services.journal.last(request_id) if request_id else None
-    if request_id is None or (last is not None and is_final(last[1]) and last[0] <= after):
+    latest = await services.journal.latest(conversation_id)
+    if latest is None or latest.owner != f"{caller.org_id}#{caller.user_id}":
+        # Nothing kept for this caller: 404 unless the conversation is theirs (a new conversation is known
+        # to the journal before its own records are written, hence the journal's owner above).
+        await services.conversations.head(caller.user_id, caller.org_id, conversation_id)
+        return Response(status_code=204)
+    request_id = latest.request_id
+    last = await services.journal.last(request_id)
+    if last is not None and is_final(last[1]) and last[0] <= after:
         return Response(status_code=204)
     first = await services.journal.read(request_id, after, 0)
     if first is None:

@@ -58,6 +58,8 @@ class PendingCall:
     summary: str
     request_id: str
     decide_by: float
+    position: int = 0
+    """Its place among the calls its answer asked for (decisions keep that order)."""
 
     def expired(self, now: float) -> bool:
         """Whether it is too late to decide it."""

@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from botocore.exceptions import ClientError
+
 from . import dynamodb, paging
 from .errors import Unavailable
 from .observability import RequestMetrics
@@ -106,7 +108,7 @@ class AuditLog:
                 Item=item,
                 ConditionExpression="attribute_not_exists(pk)",
             )
-        except (Unavailable, dynamodb.Refused):
+        except (Unavailable, dynamodb.Refused, ClientError):
             logger.error("AUDIT RECORD LOST for organization %s: %s", org_id, item["entry"]["S"])
             RequestMetrics.event("AuditWriteFailed")
 
@@ -125,7 +127,8 @@ class AuditLog:
             params["ExpressionAttributeValues"] = {":user": {"S": f"{org_id}#{user_id}"}}
             names = USER_CURSOR_KEYS
         if cursor is not None:
-            params["ExclusiveStartKey"] = paging.decode(cursor, names)
+            fixed = {"pk": f"org#{org_id}"} if user_id is None else {"user_key": f"{org_id}#{user_id}"}
+            params["ExclusiveStartKey"] = paging.decode(cursor, names, **fixed)
         page = await dynamodb.call(self._client.query, what="audit read", **params)
         now = self._clock()
         entries = [

@@ -10,6 +10,7 @@ the lock, before the final event is written, so a client that sends its next mes
 
 from __future__ import annotations
 
+import math
 import time
 from contextlib import AsyncExitStack, aclosing
 from typing import Any
@@ -72,18 +73,17 @@ class ChatStream(Response):
         self._first_text_at: float | None = None
         self._outcome = "unfinished"
         self._last_id = 0
-        self._journal_open = anyio.Event()
-        self._journal_failed = False
         self._disconnected = False
+        self._journal_ready = anyio.Event()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         send_events, receive_events = anyio.create_memory_object_stream[Entry](QUEUE_SIZE)
+        # Unbounded: keeping events must never hold up writing them.
+        to_keep, kept = anyio.create_memory_object_stream[list[Entry]](math.inf)
         async with anyio.create_task_group() as request:
-            request.start_soon(self._transcript.begin)
-            request.start_soon(self._open_journal)
+            request.start_soon(self._keep, kept)
             request.start_soon(self._produce, send_events)
-            await self._write(receive_events, send)
-            request.cancel_scope.cancel()
+            await self._write(receive_events, send, to_keep, request)
 
     async def _produce(self, out: MemoryObjectSendStream[Entry]) -> None:
         """Run the turn into `out`, then clean up, then send the final event."""
@@ -138,14 +138,27 @@ class ChatStream(Response):
         await self._cancelled.wait()
         scope.cancel()
 
-    async def _write(self, events: MemoryObjectReceiveStream[Entry], send: Send) -> None:
-        """Write events as they come (everything already queued in one write) and keep them in the journal,
-        a keep-alive after a quiet interval, and end the body once the producer is done. A client gone does
-        not stop this: the events are still drained and kept, for the client to re-attach."""
+    async def _write(
+        self,
+        events: MemoryObjectReceiveStream[Entry],
+        send: Send,
+        to_keep: MemoryObjectSendStream[list[Entry]],
+        request: anyio.abc.TaskGroup,
+    ) -> None:
+        """Write events as they come (everything already queued in one write), a keep-alive after a quiet
+        interval, and end the body once the producer is done. Each written batch goes on to the journal.
+        A client gone does not stop this: the events are still drained and kept, for it to re-attach.
+
+        The conversation's start is written once the model has begun to answer (the first event after
+        `conversation`): its round trips and CPU then overlap the answer instead of preceding it."""
         await self._send(
             send, {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         )
-        async with events:
+        # A client that reads the first event may re-attach at once: its request must be findable by then.
+        # (The journal opens while the model call starts, so this costs no round trip of its own.)
+        await self._journal_ready.wait()
+        recording = False
+        async with events, to_keep:
             while True:
                 try:
                     first = await self._next(events)
@@ -161,7 +174,10 @@ class ChatStream(Response):
                     except (anyio.WouldBlock, anyio.EndOfStream):
                         break
                 await self._send(send, _body(b"".join(encode(evt, event_id) for event_id, evt in batch)))
-                await self._keep(batch)
+                to_keep.send_nowait(batch)
+                if not recording and batch[-1][1]["type"] != "conversation":
+                    recording = True
+                    request.start_soon(self._transcript.begin)
         await self._send(send, {"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _send(self, send: Send, message: dict[str, Any]) -> None:
@@ -183,33 +199,35 @@ class ChatStream(Response):
                 return await events.receive()
         return None
 
-    async def _open_journal(self) -> None:
-        try:
-            await self._journal.open(
-                self._transcript.conversation.id, self._transcript.request_id, self._journal_lifetime
-            )
-        except Unavailable:
-            self._journal_lost()
-        finally:
-            self._journal_open.set()
+    async def _keep(self, batches: MemoryObjectReceiveStream[list[Entry]]) -> None:
+        """Keep written events in the journal, in order, for re-attaching. A journal that fails is logged
+        once and then skipped: the answer still reaches the client that is connected."""
+        request_id = self._transcript.request_id
+        failed = False
+        async with batches:
+            try:
+                conversation = self._transcript.conversation
+                await self._journal.open(
+                    conversation.id, request_id, conversation.owner, self._journal_lifetime
+                )
+            except Unavailable:
+                failed = self._journal_lost()
+            finally:
+                self._journal_ready.set()
+            async for batch in batches:
+                if failed:
+                    continue
+                try:
+                    await self._journal.append(request_id, batch)
+                    if is_final(batch[-1][1]):
+                        await self._journal.close(request_id)
+                except Unavailable:
+                    failed = self._journal_lost()
 
-    async def _keep(self, batch: list[Entry]) -> None:
-        """Keep written events for re-attaching; a journal that fails is logged once and then skipped (the
-        answer still reaches the client that is connected)."""
-        await self._journal_open.wait()
-        if self._journal_failed:
-            return
-        try:
-            await self._journal.append(self._transcript.request_id, batch)
-            if is_final(batch[-1][1]):
-                await self._journal.close(self._transcript.request_id)
-        except Unavailable:
-            self._journal_lost()
-
-    def _journal_lost(self) -> None:
-        self._journal_failed = True
+    def _journal_lost(self) -> bool:
         logger.warning("event journal unavailable: this request cannot be re-attached", extra=self._log_keys)
         self._metrics.count("JournalFailures")
+        return True
 
     async def _emit(self, out: MemoryObjectSendStream[Entry], evt: Event) -> None:
         """Queue `evt` with the next id, recording what the metrics want to know of it."""

@@ -69,6 +69,8 @@ def build(history: list[Message], incoming: list[Message], budget: int) -> list[
 def valid(messages: list[Message]) -> list[Message]:
     """`messages` made acceptable to the Messages API (see the module's docstring)."""
     merged = _merged(m for m in messages if blocks(m))
+    while merged and merged[0]["role"] != "user":
+        merged.pop(0)  # before the pairing below: a result whose call is cut off here goes too
     answered = {
         b["tool_use_id"]
         for m in merged

@@ -163,7 +163,7 @@ class ConversationStore:
                 break
             params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         loaded.history.reverse()
-        loaded.pending.sort(key=lambda call: call.decide_by)
+        loaded.pending.sort(key=lambda call: (call.decide_by, call.position))
         return loaded
 
     async def head(self, user_id: str, org_id: str, conversation_id: str) -> Conversation:
@@ -199,7 +199,7 @@ class ConversationStore:
             "Limit": limit,
         }
         if cursor is not None:
-            params["ExclusiveStartKey"] = paging.decode(cursor, CURSOR_KEYS)
+            params["ExclusiveStartKey"] = paging.decode(cursor, CURSOR_KEYS, owner=f"{org_id}#{user_id}")
         page = await dynamodb.call(self._client.query, what="conversation list", **params)
         found = [_conversation(item) for item in page.get("Items", []) if self._live(item)]
         last = page.get("LastEvaluatedKey")
@@ -210,21 +210,22 @@ class ConversationStore:
     async def begin(self, conversation: Conversation, messages: list[Message], request_id: str) -> None:
         """Store the start of a request: the conversation's state (created if new) naming the request in
         flight, and the messages the user sent."""
+        create = conversation.next_seq == 1
+        items = self._message_items(conversation, messages, request_id)
         conversation.active_request = request_id
-        await self._save_state(conversation, create=conversation.next_seq == 1)
-        await self._append(conversation, messages, request_id)
+        await self._save_state(conversation, create=create)
+        await self._batch_write([{"PutRequest": {"Item": item}} for item in items])
 
     async def finish(
         self, conversation: Conversation, messages: list[Message], pending: list[PendingCall], request_id: str
     ) -> None:
         """Store the end of a request: its messages, the calls it left waiting, and the state."""
+        items = self._message_items(conversation, messages, request_id)
+        items += [self._pending_item(conversation, call) for call in pending]
         conversation.active_request = None
         conversation.awaiting_approval = bool(pending)
         await self._save_state(conversation, create=False)
-        await self._append(conversation, messages, request_id)
-        await self._batch_write(
-            [{"PutRequest": {"Item": self._pending_item(conversation, call)}} for call in pending]
-        )
+        await self._batch_write([{"PutRequest": {"Item": item}} for item in items])
 
     async def take_pending(self, conversation: Conversation, calls: list[PendingCall]) -> None:
         """Remove the waiting calls being decided, all or none: a call is decided once (400 otherwise)."""
@@ -278,9 +279,12 @@ class ConversationStore:
                 what="conversation delete",
                 TableName=self._table,
                 Key=_key(conversation_id, STATE_SK),
-                ConditionExpression="#o = :owner",
+                ConditionExpression="#o = :owner AND expires_at > :now",
                 ExpressionAttributeNames={"#o": "owner"},
-                ExpressionAttributeValues={":owner": {"S": f"{org_id}#{user_id}"}},
+                ExpressionAttributeValues={
+                    ":owner": {"S": f"{org_id}#{user_id}"},
+                    ":now": {"N": str(int(self._clock()))},
+                },
             )
         except dynamodb.Refused as refused:
             raise NotFound(NOT_FOUND) from refused
@@ -342,7 +346,11 @@ class ConversationStore:
         except dynamodb.Refused as refused:
             raise NotFound(NOT_FOUND) from refused
 
-    async def _append(self, conversation: Conversation, messages: list[Message], request_id: str) -> None:
+    def _message_items(
+        self, conversation: Conversation, messages: list[Message], request_id: str
+    ) -> list[dict[str, Any]]:
+        """The items of `messages`, numbered on from the conversation's next sequence number (which the
+        state saved next records, so the next request numbers on after them)."""
         items = []
         for message in messages:
             items.append(
@@ -356,7 +364,7 @@ class ConversationStore:
                 }
             )
             conversation.next_seq += 1
-        await self._batch_write([{"PutRequest": {"Item": item}} for item in items])
+        return items
 
     def _pending_item(self, conversation: Conversation, call: PendingCall) -> dict[str, Any]:
         return {
@@ -366,6 +374,7 @@ class ConversationStore:
             "summary": {"S": call.summary},
             "request_id": {"S": call.request_id},
             "decide_by": {"N": repr(call.decide_by)},
+            "position": {"N": str(call.position)},
             "expires_at": {"N": self._expires_at()},
         }
 
@@ -428,6 +437,7 @@ def _pending(item: dict[str, Any]) -> PendingCall:
         summary=_s(item, "summary"),
         request_id=_s(item, "request_id"),
         decide_by=_n(item, "decide_by"),
+        position=int(_n(item, "position")),
     )
 
 

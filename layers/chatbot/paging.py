@@ -18,8 +18,9 @@ def encode(key: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
-def decode(cursor: str, names: Collection[str]) -> dict[str, Any]:
-    """The key a cursor stands for; 400 unless it is a key of exactly the attributes `names`."""
+def decode(cursor: str, names: Collection[str], **expected: str) -> dict[str, Any]:
+    """The key a cursor stands for; 400 unless it is a key of exactly the attributes `names`, whose
+    `expected` ones hold the values given (a cursor of another partition would be DynamoDB's 400, a 500 here)."""
     try:
         key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (binascii.Error, ValueError) as exc:
@@ -31,6 +32,8 @@ def decode(cursor: str, names: Collection[str]) -> dict[str, Any]:
             raise InvalidRequest(BAD_CURSOR)
         if not isinstance(next(iter(value.values())), str):
             raise InvalidRequest(BAD_CURSOR)
+    if any(next(iter(key[name].values())) != value for name, value in expected.items()):
+        raise InvalidRequest(BAD_CURSOR)
     return key
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from anthropic import AsyncAnthropic
@@ -33,6 +35,8 @@ class Services:
     audit: AuditLog
     journal: Journal
     anthropic: AsyncAnthropic | None
+    clock: Callable[[], float] = field(default=time.time)
+    """Wall-clock time (epoch seconds) for deadlines users see, such as an approval's."""
 
 
 def build_services(settings: Settings, dynamodb: Any) -> Services:

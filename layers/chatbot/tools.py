@@ -238,6 +238,7 @@ TOOLS: tuple[ToolSpec, ...] = (
         "Change a member's role, member found by user_id or email (give one). "
         "Roles rank owner > admin > member > viewer.",
         member_update_role,
+        _member_role_summary,
     ),
     ToolSpec(
         "member_remove",
@@ -245,6 +246,7 @@ TOOLS: tuple[ToolSpec, ...] = (
         CHANGE,
         "Remove a member, found by user_id or email (give one).",
         member_remove,
+        _member_remove_summary,
     ),
     ToolSpec(
         "invitation_list",

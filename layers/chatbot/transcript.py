@@ -34,6 +34,7 @@ class Transcript:
     declined: list[PendingCall] = field(default_factory=list)
     """Calls that were waiting and that this request's new message declines."""
     _begun: anyio.Event = field(default_factory=anyio.Event, init=False)
+    _beginning: bool = field(default=False, init=False)
     _opening: list[Message] = field(default_factory=list, init=False)
     _written: int = field(default=0, init=False)
     _failed: bool = field(default=False, init=False)
@@ -45,7 +46,11 @@ class Transcript:
 
     async def begin(self) -> None:
         """Write the conversation's state and the messages the request starts with; forget the calls its
-        message declines."""
+        message declines. Once: a second call waits for the first."""
+        if self._beginning:
+            await self._begun.wait()
+            return
+        self._beginning = True
         try:
             await self.store.begin(self.conversation, self._opening, self.request_id)
         except ChatbotError as exc:
@@ -61,8 +66,9 @@ class Transcript:
                 )
 
     async def finish(self) -> None:
-        """Write what the request added since `begin`, the calls it left waiting, and the state."""
-        await self._begun.wait()
+        """Write what the request added since `begin` (begun now if nothing began it, as when the request
+        ended before the model said anything), the calls it left waiting, and the state."""
+        await self.begin()
         if self._failed:
             return
         try:

@@ -465,3 +465,10 @@ async def test_the_server_offers_exactly_the_tool_table_with_its_permissions_and
         # The handler's first two parameters (the data and the caller) are never the model's to give.
         properties = set(tool.input_schema.get("properties", {}))
         assert not properties & {"data", "caller", "ctx", "org_id"}, (spec.name, properties)
+
+
+def test_every_tool_that_changes_data_says_in_plain_words_what_a_call_would_do() -> None:
+    from chatbot.tools import TOOLS
+
+    changes = [spec.name for spec in TOOLS if not spec.annotations.read_only_hint]
+    assert changes and all(spec.summary is not None for spec in TOOLS if spec.name in changes), changes

@@ -11,18 +11,28 @@ one; the production one) and `memory` (one process, for development). `create_jo
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 Entry = tuple[int, dict[str, Any]]
 """An event with its id."""
 
 
+@dataclass(frozen=True)
+class Latest:
+    """A conversation's latest request, and whose it is (`<org>#<user>`): until the request has written
+    its conversation, the journal is where a re-attaching client's ownership is checked."""
+
+    request_id: str
+    owner: str
+
+
 class Journal(Protocol):
     """Where requests' events are kept for re-attaching."""
 
-    async def open(self, conversation_id: str, request_id: str, lifetime_seconds: float) -> None:
-        """Start keeping `request_id`'s events, as `conversation_id`'s latest request. `lifetime_seconds`
-        bounds how long they are kept should the request never end (its process died)."""
+    async def open(self, conversation_id: str, request_id: str, owner: str, lifetime_seconds: float) -> None:
+        """Start keeping `request_id`'s events, as `conversation_id`'s latest request, `owner`'s.
+        `lifetime_seconds` bounds how long they are kept should the request never end (its process died)."""
         ...
 
     async def append(self, request_id: str, entries: list[Entry]) -> None:
@@ -33,7 +43,7 @@ class Journal(Protocol):
         """The request has ended: keep its events `retention_seconds` from now."""
         ...
 
-    async def latest(self, conversation_id: str) -> str | None:
+    async def latest(self, conversation_id: str) -> Latest | None:
         """The conversation's latest request whose events are still kept, if any."""
         ...
 
@@ -62,4 +72,4 @@ def create_journal(redis_url: str | None, retention_seconds: float) -> Journal:
     return MemoryJournal(retention_seconds)
 
 
-__all__ = ["Entry", "Journal", "create_journal"]
+__all__ = ["Entry", "Journal", "Latest", "create_journal"]

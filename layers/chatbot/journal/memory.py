@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from chatbot.journal import Entry
+from chatbot.journal import Entry, Latest
 
 
 @dataclass
@@ -25,7 +25,7 @@ class MemoryJournal:
         self._retention = retention_seconds
         self._clock = clock
         self._kept: dict[str, _Kept] = {}
-        self._latest: dict[str, str] = {}
+        self._latest: dict[str, Latest] = {}
 
     def _live(self, request_id: str) -> _Kept | None:
         kept = self._kept.get(request_id)
@@ -37,14 +37,16 @@ class MemoryJournal:
     def _forget_expired(self) -> None:
         for request_id in [r for r, kept in self._kept.items() if self._clock() >= kept.expires_at]:
             del self._kept[request_id]
-        for conversation_id in [c for c, r in self._latest.items() if r not in self._kept]:
+        for conversation_id in [
+            c for c, latest in self._latest.items() if latest.request_id not in self._kept
+        ]:
             del self._latest[conversation_id]
 
-    async def open(self, conversation_id: str, request_id: str, lifetime_seconds: float) -> None:
+    async def open(self, conversation_id: str, request_id: str, owner: str, lifetime_seconds: float) -> None:
         """Start keeping the request's events."""
         self._forget_expired()
         self._kept[request_id] = _Kept(expires_at=self._clock() + lifetime_seconds)
-        self._latest[conversation_id] = request_id
+        self._latest[conversation_id] = Latest(request_id, owner)
 
     async def append(self, request_id: str, entries: list[Entry]) -> None:
         """Keep `entries` and wake the readers waiting for them."""
@@ -61,10 +63,10 @@ class MemoryJournal:
         if kept is not None:
             kept.expires_at = self._clock() + self._retention
 
-    async def latest(self, conversation_id: str) -> str | None:
+    async def latest(self, conversation_id: str) -> Latest | None:
         """The conversation's latest request still kept."""
-        request_id = self._latest.get(conversation_id)
-        return request_id if request_id is not None and self._live(request_id) is not None else None
+        latest = self._latest.get(conversation_id)
+        return latest if latest is not None and self._live(latest.request_id) is not None else None
 
     async def last(self, request_id: str) -> Entry | None:
         """The last event kept."""

@@ -12,7 +12,7 @@ from contextlib import AbstractContextManager
 
 from redis.asyncio import Redis
 
-from chatbot.journal import Entry
+from chatbot.journal import Entry, Latest
 from chatbot.redis_store import connection_pool, store_call
 
 EVENTS_PREFIX = "chatbot:events:"
@@ -49,18 +49,21 @@ class RedisJournal:
         self._retention = max(1, round(retention_seconds))
         self._timeout = operation_timeout
         self._lifetimes: dict[str, int] = {}
+        self._conversations: dict[str, str] = {}
 
-    async def open(self, conversation_id: str, request_id: str, lifetime_seconds: float) -> None:
+    async def open(self, conversation_id: str, request_id: str, owner: str, lifetime_seconds: float) -> None:
         """Create the request's (empty) stream and make it the conversation's latest."""
         lifetime = max(1, round(lifetime_seconds))
         self._lifetimes[request_id] = lifetime
+        self._conversations[request_id] = conversation_id
         key = events_key(request_id)
         with self._bounded("open a request's journal"):
             async with self._redis.pipeline(transaction=True) as pipe:
                 # An empty stream exists from the start, so a reader can tell "nothing yet" from "gone".
                 pipe.xgroup_create(key, "created", id="0", mkstream=True)
                 pipe.expire(key, lifetime)
-                pipe.set(latest_key(conversation_id), request_id, ex=lifetime)
+                latest = json.dumps({"request_id": request_id, "owner": owner})
+                pipe.set(latest_key(conversation_id), latest, ex=lifetime)
                 await pipe.execute()
 
     async def append(self, request_id: str, entries: list[Entry]) -> None:
@@ -76,18 +79,27 @@ class RedisJournal:
                 await pipe.execute()
 
     async def close(self, request_id: str) -> None:
-        """Keep the request's events `retention_seconds` from now."""
+        """Keep the request's events `retention_seconds` from now, and the conversation's pointer to them at
+        least as long (never shorter: a newer request may have taken it over)."""
         self._lifetimes.pop(request_id, None)
+        conversation_id = self._conversations.pop(request_id, None)
         with self._bounded("close a request's journal"):
-            await self._redis.expire(events_key(request_id), self._retention)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.expire(events_key(request_id), self._retention)
+                if conversation_id is not None:
+                    pipe.expire(latest_key(conversation_id), self._retention, gt=True)
+                await pipe.execute()
 
-    async def latest(self, conversation_id: str) -> str | None:
+    async def latest(self, conversation_id: str) -> Latest | None:
         """The conversation's latest request whose events are still kept."""
         with self._bounded("find a conversation's latest request"):
-            request_id = await self._redis.get(latest_key(conversation_id))
-            if request_id is None or not await self._redis.exists(events_key(request_id)):
+            raw = await self._redis.get(latest_key(conversation_id))
+            if raw is None:
                 return None
-        return str(request_id)
+            latest = Latest(**json.loads(raw))
+            if not await self._redis.exists(events_key(latest.request_id)):
+                return None
+        return latest
 
     async def last(self, request_id: str) -> Entry | None:
         """The last event kept."""
