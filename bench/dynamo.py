@@ -93,13 +93,13 @@ def _apply_update(item: Item, request: Item) -> None:
 
 
 def transact_write_items(body: Item) -> Item:
-    actions = body["TransactItems"]
+    actions = [next(iter(action.items())) for action in body["TransactItems"]]
     reasons: list[dict[str, str]] = []
-    for action in actions:
-        ((kind, request),) = action.items()
-        if kind != "Update":
+    for kind, request in actions:
+        if kind not in ("Update", "Put", "Delete"):
             raise Refused("ValidationException", f"unsupported transaction action {kind}")
-        ok = _condition_holds(ITEMS.get(_key(request["TableName"], request["Key"])), request)
+        key = request["Key"] if kind != "Put" else request["Item"]
+        ok = _condition_holds(ITEMS.get(_key(request["TableName"], key)), request)
         reasons.append({"Code": "None"} if ok else {"Code": "ConditionalCheckFailed", "Message": "failed"})
     if any(r["Code"] != "None" for r in reasons):
         codes = ", ".join(r["Code"] for r in reasons)
@@ -108,12 +108,17 @@ def transact_write_items(body: Item) -> Item:
             f"Transaction cancelled, please refer cancellation reasons for specific reasons [{codes}]",
             CancellationReasons=reasons,
         )
-    for action in actions:
-        request = action["Update"]
-        key = _key(request["TableName"], request["Key"])
-        if key not in ITEMS:
-            _store(request["TableName"], dict(request["Key"]))
-        _apply_update(ITEMS[key], request)
+    for kind, request in actions:
+        table = request["TableName"]
+        if kind == "Put":
+            _store(table, request["Item"])
+        elif kind == "Delete":
+            _delete(table, request["Key"])
+        else:
+            key = _key(table, request["Key"])
+            if key not in ITEMS:
+                _store(table, dict(request["Key"]))
+            _apply_update(ITEMS[key], request)
     return {}
 
 

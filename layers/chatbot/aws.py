@@ -16,6 +16,9 @@ DYNAMODB_CONFIG = Config(
     # and the waits of an outage, and repeat writes that are not idempotent.
     retries={"total_max_attempts": 1},
     max_pool_connections=100,
+    # Our requests are built by code, not typed by people; validating every parameter of every call costs
+    # CPU on the path to the first token (docs/BENCHMARKS.md) and catches nothing DynamoDB would not refuse.
+    parameter_validation=False,
 )
 
 

@@ -215,12 +215,17 @@ class ChatStream(Response):
             finally:
                 self._journal_ready.set()
             async for batch in batches:
+                # What queued meanwhile goes in the same round trip.
+                entries = list(batch)
+                while True:
+                    try:
+                        entries += batches.receive_nowait()
+                    except (anyio.WouldBlock, anyio.EndOfStream):
+                        break
                 if failed:
                     continue
                 try:
-                    await self._journal.append(request_id, batch)
-                    if is_final(batch[-1][1]):
-                        await self._journal.close(request_id)
+                    await self._journal.append(request_id, entries, closing=is_final(entries[-1][1]))
                 except Unavailable:
                     failed = self._journal_lost()
 

@@ -38,6 +38,8 @@ MESSAGE_PREFIX = "msg#"
 PENDING_PREFIX = "pending#"
 OWNER_INDEX = "by_owner"
 TITLE_CHARS = 60
+TRANSACTION_ITEMS = 100
+"""The most items one TransactWriteItems may write."""
 STORED_RESULT_CHARS = 4000
 """What a stored tool result keeps (the model saw the whole result, up to the tool's own cap)."""
 
@@ -213,8 +215,7 @@ class ConversationStore:
         create = conversation.next_seq == 1
         items = self._message_items(conversation, messages, request_id)
         conversation.active_request = request_id
-        await self._save_state(conversation, create=create)
-        await self._batch_write([{"PutRequest": {"Item": item}} for item in items])
+        await self._save(conversation, items, create=create)
 
     async def finish(
         self, conversation: Conversation, messages: list[Message], pending: list[PendingCall], request_id: str
@@ -224,8 +225,7 @@ class ConversationStore:
         items += [self._pending_item(conversation, call) for call in pending]
         conversation.active_request = None
         conversation.awaiting_approval = bool(pending)
-        await self._save_state(conversation, create=False)
-        await self._batch_write([{"PutRequest": {"Item": item}} for item in items])
+        await self._save(conversation, items, create=False)
 
     async def take_pending(self, conversation: Conversation, calls: list[PendingCall]) -> None:
         """Remove the waiting calls being decided, all or none: a call is decided once (400 otherwise)."""
@@ -312,9 +312,13 @@ class ConversationStore:
             raise NotFound(NOT_FOUND)
         return _conversation(item)
 
-    async def _save_state(self, conversation: Conversation, *, create: bool) -> None:
+    async def _save(self, conversation: Conversation, items: list[dict[str, Any]], *, create: bool) -> None:
+        """The state and `items` in one transaction, so they are stored together or not at all (and in one
+        round trip). The state is conditioned on being the user's (or new), so a conversation deleted
+        meanwhile is not brought back. A request rarely adds more items than a transaction holds; any
+        beyond that follow in batches."""
         conversation.updated_at = self._clock()
-        item = {
+        state = {
             **_key(conversation.id, STATE_SK),
             "owner": {"S": conversation.owner},
             "conversation_id": {"S": conversation.id},
@@ -326,25 +330,28 @@ class ConversationStore:
             "expires_at": {"N": self._expires_at()},
         }
         if conversation.active_request:
-            item["active_request"] = {"S": conversation.active_request}
-        condition = "attribute_not_exists(pk)" if create else "#o = :owner"
-        extra: dict[str, Any] = {}
-        if not create:
-            extra = {
-                "ExpressionAttributeNames": {"#o": "owner"},
-                "ExpressionAttributeValues": {":owner": item["owner"]},
-            }
+            state["active_request"] = {"S": conversation.active_request}
+        put: dict[str, Any] = {"TableName": self._table, "Item": state}
+        if create:
+            put["ConditionExpression"] = "attribute_not_exists(pk)"
+        else:
+            put["ConditionExpression"] = "#o = :owner"
+            put["ExpressionAttributeNames"] = {"#o": "owner"}
+            put["ExpressionAttributeValues"] = {":owner": state["owner"]}
+        together, rest = items[: TRANSACTION_ITEMS - 1], items[TRANSACTION_ITEMS - 1 :]
         try:
             await dynamodb.call(
-                self._client.put_item,
-                what="conversation state",
-                TableName=self._table,
-                Item=item,
-                ConditionExpression=condition,
-                **extra,
+                self._client.transact_write_items,
+                what="conversation write",
+                TransactItems=[
+                    {"Put": put},
+                    *({"Put": {"TableName": self._table, "Item": i}} for i in together),
+                ],
+                ClientRequestToken=str(uuid.uuid4()),
             )
         except dynamodb.Refused as refused:
             raise NotFound(NOT_FOUND) from refused
+        await self._batch_write([{"PutRequest": {"Item": item}} for item in rest])
 
     def _message_items(
         self, conversation: Conversation, messages: list[Message], request_id: str
@@ -471,4 +478,10 @@ def view(loaded: Loaded, active_request: dict[str, Any] | None) -> dict[str, Any
     for pending in loaded.pending:
         if pending.id in calls:
             calls[pending.id].update(status="awaiting_approval", summary=pending.summary)
+    if active_request is not None:
+        # A call without a result while a request runs is being carried out (approved, say): its result
+        # is stored when that request ends. Without a request running, a missing result was lost: error.
+        for call in calls.values():
+            if call["status"] == "error" and call["content"] is None:
+                call["status"] = "running"
     return {**loaded.conversation.summary(), "active_request": active_request, "messages": messages}

@@ -31,7 +31,8 @@ ERROR_PREFIX = "com.amazonaws.dynamodb.v20120810#"
 THROTTLE = "throttle"
 CONFLICT = "conflict"
 LOST_REPLY = "lost_reply"  # applied, then answered 500 as if the reply was lost on the way
-Injector = Callable[[str], str | None]
+Injector = Callable[[str, bytes], str | None]
+"""Decides a fault (or None) for one request, from its operation and its body."""
 
 
 def free_port() -> int:
@@ -73,7 +74,7 @@ class SerialDynamoDB:
         environ["wsgi.input"] = io.BytesIO(body)
         with self._lock:
             self.faults.requests[operation] = self.faults.requests.get(operation, 0) + 1
-            fault = self.injector(operation) if self.injector is not None else None
+            fault = self.injector(operation, body) if self.injector is not None else None
             if fault == THROTTLE:
                 self.faults.add(operation, fault)
                 code = (
@@ -181,7 +182,7 @@ def random_faults(rates: dict[str, dict[str, float]], seed: int = 7) -> Injector
     """An injector failing each operation with the given per-fault probabilities (seeded)."""
     rng = random.Random(seed)
 
-    def decide(operation: str) -> str | None:
+    def decide(operation: str, body: bytes) -> str | None:
         roll = rng.random()
         for fault, rate in rates.get(operation, {}).items():
             if roll < rate:

@@ -16,7 +16,7 @@ async def test_a_conversation_that_cannot_be_loaded_is_a_503_before_the_stream(
 ) -> None:
     server = start_server()
     first = await server.message("hello")
-    with dynamodb_server.faults(lambda operation: THROTTLE if operation == "Query" else None):
+    with dynamodb_server.faults(lambda operation, body: THROTTLE if operation == "Query" else None):
         refused = await server.message(
             json_body={"message": "again", "conversation_id": first.conversation_id}
         )
@@ -39,7 +39,10 @@ async def test_a_turn_that_cannot_be_saved_still_delivers_the_answer_and_charges
     fake_anthropic.enqueue(Reply.text("Here is your answer."))
     with (
         captured_logs() as logs,
-        dynamodb_server.faults(lambda operation: THROTTLE if operation == "BatchWriteItem" else None),
+        dynamodb_server.faults(
+            # Every write of the conversations table (and only those) is throttled.
+            lambda operation, body: THROTTLE if b"ChatbotConversations" in body else None
+        ),
     ):
         stream = await server.message("hello", user="user_bob")
     assert stream.status == 200 and stream.text == "Here is your answer."

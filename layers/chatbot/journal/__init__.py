@@ -35,8 +35,9 @@ class Journal(Protocol):
         `lifetime_seconds` bounds how long they are kept should the request never end (its process died)."""
         ...
 
-    async def append(self, request_id: str, entries: list[Entry]) -> None:
-        """Keep `entries`, in order, after those kept already."""
+    async def append(self, request_id: str, entries: list[Entry], *, closing: bool = False) -> None:
+        """Keep `entries`, in order, after those kept already; `closing` when they end the request (then
+        as `close`, in the same round trip)."""
         ...
 
     async def close(self, request_id: str) -> None:

@@ -48,14 +48,17 @@ class MemoryJournal:
         self._kept[request_id] = _Kept(expires_at=self._clock() + lifetime_seconds)
         self._latest[conversation_id] = Latest(request_id, owner)
 
-    async def append(self, request_id: str, entries: list[Entry]) -> None:
+    async def append(self, request_id: str, entries: list[Entry], *, closing: bool = False) -> None:
         """Keep `entries` and wake the readers waiting for them."""
         kept = self._live(request_id)
-        if kept is None or not entries:
+        if kept is None:
             return
-        kept.entries.extend(entries)
-        kept.grown.set()
-        kept.grown = anyio.Event()
+        if entries:
+            kept.entries.extend(entries)
+            kept.grown.set()
+            kept.grown = anyio.Event()
+        if closing:
+            await self.close(request_id)
 
     async def close(self, request_id: str) -> None:
         """Keep the request's events `retention_seconds` from now."""

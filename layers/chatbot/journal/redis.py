@@ -11,6 +11,7 @@ import json
 from contextlib import AbstractContextManager
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from chatbot.journal import Entry, Latest
 from chatbot.redis_store import connection_pool, store_call
@@ -48,13 +49,11 @@ class RedisJournal:
         self._redis: Redis[str] = Redis(connection_pool=self._pool, decode_responses=True)
         self._retention = max(1, round(retention_seconds))
         self._timeout = operation_timeout
-        self._lifetimes: dict[str, int] = {}
         self._conversations: dict[str, str] = {}
 
     async def open(self, conversation_id: str, request_id: str, owner: str, lifetime_seconds: float) -> None:
         """Create the request's (empty) stream and make it the conversation's latest."""
         lifetime = max(1, round(lifetime_seconds))
-        self._lifetimes[request_id] = lifetime
         self._conversations[request_id] = conversation_id
         key = events_key(request_id)
         with self._bounded("open a request's journal"):
@@ -66,29 +65,33 @@ class RedisJournal:
                 pipe.set(latest_key(conversation_id), latest, ex=lifetime)
                 await pipe.execute()
 
-    async def append(self, request_id: str, entries: list[Entry]) -> None:
-        """Add `entries` to the request's stream in one round trip."""
-        if not entries:
+    async def append(self, request_id: str, entries: list[Entry], *, closing: bool = False) -> None:
+        """Add `entries` to the request's stream (and close it, when `closing`) in one round trip. XADD
+        keeps the stream's time to live, which `open` set."""
+        if not entries and not closing:
             return
         key = events_key(request_id)
         with self._bounded("keep a request's events"):
             async with self._redis.pipeline(transaction=False) as pipe:
                 for event_id, evt in entries:
                     pipe.xadd(key, {"e": json.dumps(evt, ensure_ascii=True)}, id=f"0-{event_id}")
-                pipe.expire(key, self._lifetimes.get(request_id, self._retention))
+                if closing:
+                    self._close(pipe, request_id)
                 await pipe.execute()
 
     async def close(self, request_id: str) -> None:
         """Keep the request's events `retention_seconds` from now, and the conversation's pointer to them at
         least as long (never shorter: a newer request may have taken it over)."""
-        self._lifetimes.pop(request_id, None)
-        conversation_id = self._conversations.pop(request_id, None)
         with self._bounded("close a request's journal"):
             async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.expire(events_key(request_id), self._retention)
-                if conversation_id is not None:
-                    pipe.expire(latest_key(conversation_id), self._retention, gt=True)
+                self._close(pipe, request_id)
                 await pipe.execute()
+
+    def _close(self, pipe: Pipeline[str], request_id: str) -> None:
+        conversation_id = self._conversations.pop(request_id, None)
+        pipe.expire(events_key(request_id), self._retention)
+        if conversation_id is not None:
+            pipe.expire(latest_key(conversation_id), self._retention, gt=True)
 
     async def latest(self, conversation_id: str) -> Latest | None:
         """The conversation's latest request whose events are still kept."""
