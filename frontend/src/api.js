@@ -48,52 +48,31 @@ export class ChatApi {
     }
   }
 
-  async #json(path, init = {}, { auth = false } = {}) {
+  async #json(path, init = {}, { auth = true } = {}) {
     const response = auth
       ? await this.#authorized(path, init, "application/json")
       : await this.fetch(this.baseUrl + path, init);
+    if (response.status === 204) return null;
     const body = await response.json().catch(() => null);
     if (!response.ok) throw apiError(response, body);
     return body;
   }
 
-  /** `GET /api/chatbot/status` (no auth). */
-  status() {
-    return this.#json("/api/chatbot/status");
-  }
-
-  /** `GET /api/chatbot/usage`. */
-  usage() {
-    return this.#json("/api/chatbot/usage", {}, { auth: true });
-  }
-
-  /** `POST /api/chatbot/cancel`: stops this user's request in flight wherever it runs. */
-  cancel() {
-    return this.#json("/api/chatbot/cancel", { method: "POST" }, { auth: true });
-  }
-
   /**
-   * `POST /api/chatbot/message`, calling `onEvent` per SSE event. Resolves with the final event
-   * (`done` or `error`); throws ApiError (refused before streaming), StreamInterrupted (connection
-   * lost), or the AbortError of `signal`.
+   * Opens an event stream at `path` and reads it to its end, calling `onEvent` per SSE event. Resolves
+   * with the final event (`done` or `error`), or null when the server answered 204 (nothing to send);
+   * throws ApiError (refused before streaming), StreamInterrupted (connection lost, or the stream ended
+   * without its final event), or the AbortError of `signal`.
    */
-  async send({ message, history, signal, onEvent }) {
+  async #stream(path, init, signal, onEvent) {
     let response;
     try {
-      response = await this.#authorized(
-        "/api/chatbot/message",
-        {
-          method: "POST",
-          headers: { "content-type": "application/json" },
-          body: JSON.stringify({ message, history }),
-          signal,
-        },
-        "text/event-stream",
-      );
+      response = await this.#authorized(path, { ...init, signal }, "text/event-stream");
     } catch (error) {
       if (signal?.aborted) throw error;
       throw new StreamInterrupted(error);
     }
+    if (response.status === 204) return null;
     if (!response.ok) {
       const body = await response.json().catch(() => null);
       throw apiError(response, body);
@@ -112,6 +91,92 @@ export class ChatApi {
     if (!final) throw new StreamInterrupted(null);
     return final;
   }
+
+  #post(body, signal, onEvent) {
+    const init = { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) };
+    return this.#stream("/api/chatbot/message", init, signal, onEvent);
+  }
+
+  /** `GET /api/chatbot/status` (no auth). */
+  status() {
+    return this.#json("/api/chatbot/status", {}, { auth: false });
+  }
+
+  /** `GET /api/chatbot/usage`: today's usage, and the caller's `role` and `permissions`. */
+  usage() {
+    return this.#json("/api/chatbot/usage");
+  }
+
+  /** `POST /api/chatbot/cancel`: stops this user's request in flight wherever it runs. */
+  cancel() {
+    return this.#json("/api/chatbot/cancel", { method: "POST" });
+  }
+
+  /**
+   * `POST /api/chatbot/message`: sends `message` in the conversation `conversationId` (a new one when
+   * absent), calling `onEvent` per SSE event. Resolves with the final event (see #stream for failures).
+   */
+  send({ message, conversationId, signal, onEvent }) {
+    return this.#post(conversationId ? { message, conversation_id: conversationId } : { message }, signal, onEvent);
+  }
+
+  /**
+   * `POST /api/chatbot/message` with `approvals` (`{toolUseId: boolean}`, every waiting call decided):
+   * the reply goes on, streamed as `send` streams it.
+   */
+  decide({ conversationId, approvals, signal, onEvent }) {
+    return this.#post({ conversation_id: conversationId, approvals }, signal, onEvent);
+  }
+
+  /**
+   * `GET /api/chatbot/conversations/{id}/stream`: the events of the conversation's latest request after
+   * event `after` (from its start when 0), then live ones until its final event. Resolves with the final
+   * event, or null when there is nothing more to send (204: the request has ended).
+   */
+  resume({ conversationId, after = 0, signal, onEvent }) {
+    const headers = after > 0 ? { "last-event-id": String(after) } : {};
+    return this.#stream(`${conversationPath(conversationId)}/stream`, { headers }, signal, onEvent);
+  }
+
+  /** `GET /api/chatbot/conversations`: a page of the user's conversations, most recently updated first. */
+  conversations({ limit, cursor } = {}) {
+    return this.#json(`/api/chatbot/conversations${query({ limit, cursor })}`);
+  }
+
+  /** `GET /api/chatbot/conversations/{id}`: one conversation with its messages (404 when unknown). */
+  conversation(conversationId) {
+    return this.#json(conversationPath(conversationId));
+  }
+
+  /** `PATCH /api/chatbot/conversations/{id}`: renames it; resolves with its summary. */
+  renameConversation(conversationId, title) {
+    const init = { method: "PATCH", headers: { "content-type": "application/json" }, body: JSON.stringify({ title }) };
+    return this.#json(conversationPath(conversationId), init);
+  }
+
+  /** `DELETE /api/chatbot/conversations/{id}`. */
+  deleteConversation(conversationId) {
+    return this.#json(conversationPath(conversationId), { method: "DELETE" });
+  }
+
+  /** `GET /api/chatbot/audit`: a page of the organization's audit trail, newest first (owners and admins). */
+  audit({ limit, cursor, userId } = {}) {
+    return this.#json(`/api/chatbot/audit${query({ limit, cursor, user_id: userId })}`);
+  }
+}
+
+function conversationPath(conversationId) {
+  return `/api/chatbot/conversations/${encodeURIComponent(conversationId)}`;
+}
+
+// "?a=1&b=x" of the parameters that have a value, or "".
+function query(params) {
+  const search = new URLSearchParams();
+  for (const [key, value] of Object.entries(params)) {
+    if (value !== undefined && value !== null && value !== "") search.set(key, String(value));
+  }
+  const text = search.toString();
+  return text ? `?${text}` : "";
 }
 
 function apiError(response, body) {
@@ -185,6 +250,9 @@ export function describeFailure(failure, options = {}) {
     }
     if (status === 413 || code === "payload_too_large") {
       return { kind: "invalid", title: "Message too long", message: "This message is too long to send. Shorten it and try again.", retryable: false };
+    }
+    if (status === 404) {
+      return { kind: "gone", title: "Conversation not found", message: "This conversation was deleted, perhaps in another tab. Start a new chat to go on.", retryable: false };
     }
     if (status === 400) {
       return { kind: "invalid", title: "Message not accepted", message: failure.message, retryable: false };

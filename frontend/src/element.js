@@ -6,16 +6,18 @@
 import { ChatApi } from "./api.js";
 import { ChatbotPanel } from "./components/panel.js";
 import { ConversationController } from "./controllers/conversation.js";
+import { ConversationsController } from "./controllers/conversations.js";
 import { FrameScheduler } from "./controllers/frames.js";
 import { IdentityController } from "./controllers/identity.js";
 import { StatusController } from "./controllers/status.js";
 import { UsageController } from "./controllers/usage.js";
+import { safeSessionStorage, upgradeProperty } from "./host.js";
 import { createChatStore } from "./store.js";
+import { DEFAULT_SUGGESTIONS, normalizeSuggestions, visibleSuggestions } from "./suggestions.js";
 
 export { tokenClaims } from "./controllers/identity.js";
 
 const STYLESHEET = new URL("./chatbot.css", import.meta.url).href;
-const DEFAULT_SUGGESTIONS = ["Who are the admins here?", "Show pending invitations", "How many members do we have?"];
 
 let instances = 0;
 
@@ -23,7 +25,8 @@ export class ChatbotSheetElement extends HTMLElement {
   static observedAttributes = ["api-base", "heading", "user-name", "hide-when-disabled"];
 
   #suggestions = DEFAULT_SUGGESTIONS;
-  #store = createChatStore({ storage: safeSessionStorage() });
+  #storage = safeSessionStorage();
+  #store = createChatStore({ storage: this.#storage });
   #api = null;
   #panel;
   #frames = new FrameScheduler();
@@ -31,7 +34,10 @@ export class ChatbotSheetElement extends HTMLElement {
   #usage;
   #status;
   #conversation;
+  #conversations;
   #controllers;
+  // The reopening of the signed-in user's conversation; a message waits for it (it goes into that one).
+  #restoring = Promise.resolve();
 
   constructor() {
     super();
@@ -48,7 +54,17 @@ export class ChatbotSheetElement extends HTMLElement {
       onSend: (text) => this.send(text),
       onStop: () => this.stop(),
       onRetry: (replyId) => this.#conversation.retry(replyId),
+      onDecide: (replyId, callId, approved) => this.#conversation.decide(replyId, callId, approved),
       onSuggestion: (text) => this.send(text),
+      onConversations: () => (store.getState().view === "conversations" ? this.#showChat() : this.#showConversations()),
+      list: {
+        onOpen: (conversationId) => this.#openConversation(conversationId),
+        onRename: (conversationId, title) => this.#conversations.rename(conversationId, title),
+        onDelete: (conversationId) => this.#conversations.remove(conversationId),
+        onLoadMore: () => this.#conversations.loadMore(),
+        onReload: () => this.#conversations.show(),
+        onBack: () => this.#showChat(),
+      },
     });
     this.attachShadow({ mode: "open" }).append(...this.#panel.nodes);
     this.#identity = new IdentityController({ store, onSwitch: () => this.#userSwitched() });
@@ -57,13 +73,17 @@ export class ChatbotSheetElement extends HTMLElement {
     this.#conversation = new ConversationController({
       store,
       api,
-      prepare: () => this.#identity.refresh(),
+      prepare: async () => {
+        await this.#identity.refresh();
+        await this.#restoring;
+      },
       onBusy: (busy) => {
         this.#render();
         if (!busy) this.#usage.refresh();
       },
       onTurn: () => this.#panel.followLatest(),
     });
+    this.#conversations = new ConversationsController({ store, api, conversation: this.#conversation, storage: this.#storage });
     // The store's changes reach the panel only while the sheet is in the page.
     let unsubscribe = null;
     const subscription = {
@@ -109,12 +129,15 @@ export class ChatbotSheetElement extends HTMLElement {
     if (this.isConnected) this.#identity.refresh();
   }
 
-  /** Suggested first questions shown in an empty chat. */
+  /**
+   * Suggested first questions shown in an empty chat: strings, or `{text, permission}` shown only to
+   * users whose role holds `permission` ("resource:action", as `/api/chatbot/usage` lists them).
+   */
   get suggestions() {
-    return [...this.#suggestions];
+    return this.#suggestions.map((item) => ({ ...item }));
   }
   set suggestions(list) {
-    this.#suggestions = Array.isArray(list) ? list.map(String) : [];
+    this.#suggestions = normalizeSuggestions(list);
     this.#requestRender();
   }
 
@@ -145,9 +168,11 @@ export class ChatbotSheetElement extends HTMLElement {
     this.dispatchEvent(new CustomEvent("chatbot-close", { bubbles: true, composed: true }));
   }
 
-  /** Starts a new chat (stopping a reply that is still streaming). */
+  /** Starts a new chat (stopping a reply that is still streaming); the next message creates a conversation. */
   newChat() {
     this.#conversation.newChat();
+    this.#conversations.hide();
+    this.#render();
     this.#panel.input.focus();
   }
 
@@ -173,6 +198,32 @@ export class ChatbotSheetElement extends HTMLElement {
     this.#conversation.abandon();
     this.#panel.followLatest();
     if (this.#store.getState().open) this.#usage.refresh();
+    this.#restoring = this.#identity.signedIn ? this.#conversations.restore() : Promise.resolve();
+  }
+
+  #showConversations() {
+    this.#conversations.show();
+    this.#render();
+    this.#panel.conversations.focus();
+  }
+
+  #showChat() {
+    this.#conversations.hide();
+    this.#render();
+    this.#panel.input.focus();
+  }
+
+  async #openConversation(conversationId) {
+    let shown;
+    try {
+      shown = await this.#conversations.open(conversationId);
+    } catch {
+      return this.#panel.conversations.say("Couldn't open that conversation. Check your connection and try again.");
+    }
+    if (!shown) return this.#panel.conversations.say("That conversation no longer exists.");
+    this.#panel.followLatest();
+    this.#render();
+    this.#panel.input.focus();
   }
 
   // Many store changes arrive per frame while a reply streams; the panel is drawn once per frame.
@@ -187,25 +238,8 @@ export class ChatbotSheetElement extends HTMLElement {
       busy: this.#conversation.busy,
       title: this.#title(),
       userName: this.getAttribute("user-name") || this.#identity.claims?.name,
-      suggestions: this.#suggestions,
+      suggestions: visibleSuggestions(this.#suggestions, state.permissions),
       hideButton: state.enabled === false && this.hasAttribute("hide-when-disabled"),
     });
-  }
-}
-
-// A property set on the element before its class was defined shadows the class's accessor: move it
-// onto the accessor.
-function upgradeProperty(element, name) {
-  if (!Object.hasOwn(element, name)) return;
-  const value = element[name];
-  delete element[name];
-  element[name] = value;
-}
-
-function safeSessionStorage() {
-  try {
-    return globalThis.sessionStorage ?? null;
-  } catch {
-    return null; // storage blocked (sandboxed iframe, strict privacy settings)
   }
 }

@@ -1,6 +1,8 @@
-// Entry point of chatbot.js: registers <chatbot-sheet>.
+// Entry point of chatbot.js: registers <chatbot-sheet> and <chatbot-activity>.
+import { ChatbotActivityElement } from "./activity-element.js";
 import { ChatbotSheetElement } from "./element.js";
 
 if (!customElements.get("chatbot-sheet")) customElements.define("chatbot-sheet", ChatbotSheetElement);
+if (!customElements.get("chatbot-activity")) customElements.define("chatbot-activity", ChatbotActivityElement);
 
-export { ChatbotSheetElement };
+export { ChatbotActivityElement, ChatbotSheetElement };

@@ -16,9 +16,14 @@ function humanize(name) {
   return words ? words[0].toUpperCase() + words.slice(1) : "Tool";
 }
 
-/** The label of a tool call in a given status (`running`, `done`, `error`, `stopped`). */
+/**
+ * The label of a tool call in a given status (`running`, `awaiting`, `done`, `error`, `declined`,
+ * `stopped`).
+ */
 export function toolLabel(name, status) {
   const known = TOOLS[name];
+  if (status === "awaiting") return `${known ? known[0] : humanize(name)}: waiting for your approval`;
+  if (status === "declined") return `${known ? known[0] : humanize(name)}: declined`;
   if (!known) return status === "running" ? `Running ${humanize(name).toLowerCase()}` : humanize(name);
   if (status === "running") return known[0];
   if (status === "done") return known[1];

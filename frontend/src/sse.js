@@ -2,7 +2,13 @@
 import { createParser } from "eventsource-parser";
 
 /** The event types the stream may carry; anything else is ignored (forward compatible). */
-export const EVENT_TYPES = new Set(["text", "tool_use", "tool_result", "usage", "done", "error"]);
+export const EVENT_TYPES = new Set(["conversation", "text", "tool_use", "tool_result", "approval_required", "usage", "done", "error"]);
+
+// The server numbers a request's events 1, 2, 3...: the number is where a re-attached stream resumes.
+function eventNumber(id) {
+  const n = /^\d+$/.test(id ?? "") ? Number(id) : NaN;
+  return Number.isSafeInteger(n) ? n : null;
+}
 
 /** Raised when a frame's data is not the JSON object the protocol promises. */
 export class StreamProtocolError extends Error {
@@ -13,8 +19,9 @@ export class StreamProtocolError extends Error {
 }
 
 /**
- * A push parser: feed it decoded text in arbitrary pieces; it calls `onEvent({type, data})` once per
- * complete frame of a known type. Comments (`: keep-alive`) and unknown types are skipped.
+ * A push parser: feed it decoded text in arbitrary pieces; it calls `onEvent({type, data, id})` once per
+ * complete frame of a known type (`id` is the frame's `id:` as a number, or null without one). Comments
+ * (`: keep-alive`) and unknown types are skipped.
  */
 export function createEventStreamParser(onEvent) {
   const parser = createParser({
@@ -30,7 +37,7 @@ export function createEventStreamParser(onEvent) {
       if (data === null || typeof data !== "object" || Array.isArray(data)) {
         throw new StreamProtocolError(`event "${type}" carried data that is not an object`);
       }
-      onEvent({ type, data });
+      onEvent({ type, data, id: eventNumber(message.id) });
     },
   });
   return {

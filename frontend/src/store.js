@@ -1,73 +1,112 @@
-// The chat's state (Zustand vanilla store): the conversation of the signed-in user, kept in
-// sessionStorage per user so a reload keeps it, plus today's usage and whether the assistant is on.
+// The chat's state (Zustand vanilla store): the signed-in user's conversation on screen (the server keeps
+// it; the store holds what is shown), the list of their conversations, today's usage and what their role
+// may do, and whether the assistant is on. The id of the conversation on screen is bookmarked per user
+// (sessionStorage), so a reload reopens it.
 import { createStore } from "zustand/vanilla";
+import { forgetDecisions, recordDecision } from "./approvals.js";
+import { writeBookmark } from "./bookmark.js";
 import {
   applyStreamEvent,
   assistantMessage,
   countedTokens,
+  declineWaiting,
   finishMessage,
-  restoreMessages,
+  fromServerMessages,
+  isNewEvent,
+  resumeMessage,
   userMessage,
 } from "./conversation.js";
-
-const STORAGE_PREFIX = "chatbot:conversation:";
-// While a reply streams, storage is written at most this often (every chunk would be wasteful).
-const SAVE_INTERVAL_MS = 400;
 
 function randomId() {
   return globalThis.crypto?.randomUUID?.() ?? `m${Date.now().toString(36)}${Math.random().toString(36).slice(2)}`;
 }
 
+const EMPTY_LIST = { items: [], nextCursor: null, loading: false, error: null, loaded: false };
+
 /**
- * Creates the store. `storage` is a Web Storage (sessionStorage in the browser; a fake in tests),
- * `now` a clock in milliseconds and `newId` an id factory, both injectable for tests.
+ * Creates the store. `storage` is a Web Storage for the bookmark (sessionStorage in the browser; a fake
+ * or null in tests), `now` a clock in milliseconds and `newId` an id factory, both injectable for tests.
  */
 export function createChatStore({ storage = null, now = () => Date.now(), newId = randomId } = {}) {
-  let lastSave = 0;
-
   const store = createStore((set, get) => ({
     userKey: null,
+    conversationId: null, // null: a new chat, created on the server by its first message
+    title: null,
     messages: [],
-    // The reply being filled, which decides when to save; whether a reply is in flight ("busy") is
-    // the conversation controller's to say (it spans more than this reply's stream).
+    // The reply being filled; whether a reply is in flight ("busy") is the conversation controller's to
+    // say (it spans more than this reply's stream).
     streamingId: null,
+    conversations: EMPTY_LIST, // the Conversations view's list (a PagedList's state)
+    view: "chat", // or "conversations"
     usage: null, // {used, limit, resetsAt} of the user tier
+    role: null,
+    permissions: null, // ["resource:action", ...] of the caller; null = not known yet
     enabled: null, // null = not known yet
     open: false,
 
-    /** Switches to a user's conversation (loaded from storage); a no-op for the current user. */
+    /** Switches to another user: nothing of the previous user's stays on screen. */
     loadUser(userKey) {
       if (get().userKey === userKey) return;
-      let messages = [];
-      if (storage && userKey) {
-        try {
-          messages = restoreMessages(JSON.parse(storage.getItem(STORAGE_PREFIX + userKey) ?? "[]"));
-        } catch {
-          messages = []; // unreadable (hand-edited or an old format): start afresh
-        }
-      }
-      set({ userKey, messages, streamingId: null, usage: null });
+      set({ userKey, conversationId: null, title: null, messages: [], streamingId: null, conversations: EMPTY_LIST, view: "chat", usage: null, role: null, permissions: null });
     },
 
-    /** Adds the user's message and an empty assistant reply; returns the reply's id. */
+    /** Shows a conversation as the server keeps it (`GET /conversations/{id}`). */
+    showConversation(detail) {
+      const messages = fromServerMessages(detail.messages, newId, now(), Boolean(detail.active_request));
+      set({ conversationId: String(detail.id), title: detail.title ?? null, messages, streamingId: null });
+    },
+
+    /**
+     * Adds the user's message and an empty assistant reply; returns the reply's id. Calls still waiting
+     * in an earlier reply are declined by the server when a new message comes, and show so.
+     */
     startTurn(text) {
       const time = now();
       const reply = assistantMessage(newId(), time);
       set((state) => ({
-        messages: [...state.messages, userMessage(newId(), text, time), reply],
+        messages: [...state.messages.map(declineWaiting), userMessage(newId(), text, time), reply],
         streamingId: reply.id,
       }));
       return reply.id;
     },
 
-    /** Applies a stream event to the reply `id`; `usage` events advance today's counter live. */
+    /** Adds an empty assistant reply without a question (the answer to one the server already has). */
+    startReply() {
+      const reply = assistantMessage(newId(), now());
+      set((state) => ({ messages: [...state.messages, reply], streamingId: reply.id }));
+      return reply.id;
+    },
+
+    /** Makes the reply `id` stream again: the next request's events (approvals, a re-attach) go into it. */
+    resumeReply(id) {
+      set((state) => ({ ...updateMessage(state, id, resumeMessage), streamingId: id }));
+    },
+
+    /**
+     * Applies a stream event to the reply `id`. An event the reply already has (a replay) is skipped
+     * whole; `usage` events also advance today's counter, `conversation` names the conversation.
+     */
     applyEvent(id, event) {
-      if (event.type === "usage") {
-        const usage = get().usage;
-        if (usage) set({ usage: { ...usage, used: usage.used + countedTokens(event.data) } });
-        return;
+      const reply = get().messages.find((m) => m.id === id);
+      if (!reply || !isNewEvent(reply, event)) return;
+      const patch = {};
+      const usage = get().usage;
+      if (event.type === "usage" && usage) patch.usage = { ...usage, used: usage.used + countedTokens(event.data) };
+      if (event.type === "conversation" && event.data.id) {
+        patch.conversationId = String(event.data.id);
+        patch.title = event.data.title ?? null;
       }
-      set((state) => updateMessage(state, id, (m) => applyStreamEvent(m, event)));
+      set((state) => ({ ...patch, ...updateMessage(state, id, (m) => applyStreamEvent(m, event)) }));
+    },
+
+    /** Records the user's decision on one waiting call of the reply `id`. */
+    decide(id, callId, approved) {
+      set((state) => updateMessage(state, id, (m) => recordDecision(m, callId, approved)));
+    },
+
+    /** The server refused the decisions (`error` says why): the calls wait again, undecided. */
+    reopenApprovals(id, error) {
+      set((state) => updateMessage(state, id, (m) => ({ ...forgetDecisions(m), status: "awaiting", error })));
     },
 
     /** Ends the reply `id` from the client side (`stopped`, `interrupted` or `error`). */
@@ -85,13 +124,23 @@ export function createChatStore({ storage = null, now = () => Date.now(), newId 
       return question;
     },
 
-    /** Starts a new chat. */
+    /** Starts a new chat: the next message creates a conversation on the server. */
     clear() {
-      set({ messages: [], streamingId: null });
+      set({ conversationId: null, title: null, messages: [], streamingId: null });
     },
 
+    setConversations(conversations) {
+      set({ conversations });
+    },
+    setView(view) {
+      set({ view });
+    },
     setUsage(usage) {
       set({ usage });
+    },
+    /** What the caller's role may do: `role` and its `permissions` ("resource:action"). */
+    setAccess({ role, permissions }) {
+      set({ role: role ?? null, permissions: Array.isArray(permissions) ? permissions.map(String) : null });
     },
     setEnabled(enabled) {
       set({ enabled });
@@ -108,21 +157,11 @@ export function createChatStore({ storage = null, now = () => Date.now(), newId 
     return { messages, streamingId };
   }
 
-  function save(state) {
-    if (!storage || !state.userKey) return;
-    try {
-      if (state.messages.length === 0) storage.removeItem(STORAGE_PREFIX + state.userKey);
-      else storage.setItem(STORAGE_PREFIX + state.userKey, JSON.stringify(state.messages));
-      lastSave = now();
-    } catch {
-      // Storage full or denied (private mode): the chat still works, it just won't survive a reload.
-    }
-  }
-
+  // The bookmark follows the conversation on screen (a user switch is not a change of conversation).
   store.subscribe((state, previous) => {
-    if (state.messages === previous.messages || state.userKey !== previous.userKey) return;
-    const finished = state.streamingId === null;
-    if (finished || now() - lastSave >= SAVE_INTERVAL_MS) save(state);
+    if (state.userKey && state.userKey === previous.userKey && state.conversationId !== previous.conversationId) {
+      writeBookmark(storage, state.userKey, state.conversationId);
+    }
   });
 
   return store;

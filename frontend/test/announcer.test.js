@@ -42,4 +42,26 @@ describe("announcer", () => {
     announcer.update([question, reply("done")]);
     assert.deepEqual(said, []);
   });
+
+  it("reads on where it stopped when the reply streams on after approvals, and says a call waits", () => {
+    const { said, announcer, render } = setup();
+    const waiting = { kind: "tool", id: "t1", name: "member_remove", status: "awaiting" };
+    render("I will remove Bob.");
+    announcer.update([question, reply("streaming", [waiting])]);
+    announcer.update([question, reply("awaiting", [waiting])]);
+    render("I will remove Bob.\nBob is gone. Done");
+    announcer.update([question, reply("streaming", [{ ...waiting, status: "done" }])]);
+    announcer.update([question, reply("done", [{ ...waiting, status: "done" }])]);
+    assert.deepEqual(said, ["Removing a member: waiting for your approval", "I will remove Bob.", "Removed a member", "Bob is gone.", "Done"]);
+  });
+
+  it("reads only what is new of a reply shown finished that then streams on (re-attached after a reload)", () => {
+    const { said, announcer, render } = setup();
+    render("Old part.");
+    announcer.update([question, reply("awaiting", [tool("done")])]);
+    render("Old part.\nNew part.");
+    announcer.update([question, reply("streaming", [tool("done")])]);
+    announcer.update([question, reply("done", [tool("done")])]);
+    assert.deepEqual(said, ["New part."]);
+  });
 });

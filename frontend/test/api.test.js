@@ -18,50 +18,141 @@ function jsonResponse(status, body, headers = {}) {
   return new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json", ...headers } });
 }
 
+// A fake fetch that answers each call with the next of `answers` and records what was asked.
+function fakeFetch(...answers) {
+  const calls = [];
+  const fetch = async (url, init = {}) => {
+    calls.push({ url, init, method: init.method ?? "GET", headers: init.headers ?? {} });
+    const next = answers.shift();
+    return typeof next === "function" ? next(url, init) : next;
+  };
+  return { calls, fetch };
+}
+
+const DONE = 'id: 3\nevent: done\ndata: {"stop_reason":"end_turn","iterations":1}\n\n';
+
 describe("ChatApi", () => {
-  it("posts the message with history and the bearer token, and streams events", async () => {
-    const calls = [];
-    const api = new ChatApi({
-      baseUrl: "https://api.example/",
-      getToken: async () => "jwt-1",
-      fetch: async (url, init) => {
-        calls.push({ url, init });
-        return sseResponse(['event: text\ndata: {"text":"Hi"}\n\n', 'event: done\ndata: {"stop_reason":"end_turn","iterations":1}\n\n']);
-      },
-    });
+  it("posts the message into its conversation with the bearer token, and streams events with their ids", async () => {
+    const { calls, fetch } = fakeFetch(sseResponse(['id: 1\nevent: conversation\ndata: {"id":"c1","title":"Hi"}\n\n', 'id: 2\nevent: text\ndata: {"text":"Hi"}\n\n', DONE]));
+    const api = new ChatApi({ baseUrl: "https://api.example/", getToken: async () => "jwt-1", fetch });
     const events = [];
-    const final = await api.send({ message: "Hello", history: [], onEvent: (e) => events.push(e) });
+    const final = await api.send({ message: "Hello", conversationId: "c1", onEvent: (e) => events.push(e) });
     assert.equal(calls[0].url, "https://api.example/api/chatbot/message");
-    assert.equal(calls[0].init.headers.authorization, "Bearer jwt-1");
-    assert.deepEqual(JSON.parse(calls[0].init.body), { message: "Hello", history: [] });
-    assert.deepEqual(events.map((e) => e.type), ["text", "done"]);
+    assert.equal(calls[0].headers.authorization, "Bearer jwt-1");
+    assert.deepEqual(JSON.parse(calls[0].init.body), { message: "Hello", conversation_id: "c1" });
+    assert.deepEqual(events.map((e) => [e.type, e.id]), [["conversation", 1], ["text", 2], ["done", 3]]);
     assert.equal(final.type, "done");
   });
 
-  it("reports a stream that ends without done or error as interrupted", async () => {
-    const api = new ChatApi({ baseUrl: "", fetch: async () => sseResponse(['event: text\ndata: {"text":"Hi"}\n\n']) });
-    await assert.rejects(api.send({ message: "x", history: [], onEvent: () => {} }), StreamInterrupted);
+  it("leaves the conversation out of a first message, so the server starts a new one, and sends no history", async () => {
+    const { calls, fetch } = fakeFetch(sseResponse([DONE]));
+    await new ChatApi({ baseUrl: "", fetch }).send({ message: "Hello", conversationId: null, onEvent: () => {} });
+    assert.deepEqual(JSON.parse(calls[0].init.body), { message: "Hello" });
   });
 
-  it("retries a refused token once with a token asked for afresh", async () => {
-    const asked = [];
-    const sent = [];
-    const api = new ChatApi({
-      baseUrl: "",
-      getToken: async (options) => {
-        asked.push(options ?? {});
-        return options?.forceRefresh ? "fresh" : "stale";
-      },
-      fetch: async (url, init) => {
-        sent.push(init.headers.authorization);
-        if (init.headers.authorization === "Bearer stale") return jsonResponse(401, { error: "unauthorized" });
-        return sseResponse(['event: done\ndata: {"stop_reason":"end_turn","iterations":1}\n\n']);
-      },
-    });
-    const final = await api.send({ message: "x", history: [], onEvent: () => {} });
+  it("sends the decisions on waiting calls as approvals of the conversation", async () => {
+    const { calls, fetch } = fakeFetch(sseResponse([DONE]));
+    const api = new ChatApi({ baseUrl: "", fetch });
+    const final = await api.decide({ conversationId: "c1", approvals: { t1: true, t2: false }, onEvent: () => {} });
+    assert.equal(calls[0].url, "/api/chatbot/message");
+    assert.equal(calls[0].method, "POST");
+    assert.deepEqual(JSON.parse(calls[0].init.body), { conversation_id: "c1", approvals: { t1: true, t2: false } });
     assert.equal(final.type, "done");
-    assert.deepEqual(sent, ["Bearer stale", "Bearer fresh"]);
-    assert.deepEqual(asked, [{}, { forceRefresh: true }]);
+  });
+
+  it("re-attaches to a conversation's stream after the last event applied, with Last-Event-ID", async () => {
+    const { calls, fetch } = fakeFetch(sseResponse(['id: 5\nevent: text\ndata: {"text":"on"}\n\n', DONE]));
+    const api = new ChatApi({ baseUrl: "https://api.example", getToken: async () => "jwt", fetch });
+    const events = [];
+    const final = await api.resume({ conversationId: "c 1", after: 4, onEvent: (e) => events.push(e) });
+    assert.equal(calls[0].url, "https://api.example/api/chatbot/conversations/c%201/stream");
+    assert.equal(calls[0].method, "GET");
+    assert.equal(calls[0].headers["last-event-id"], "4");
+    assert.equal(calls[0].headers.authorization, "Bearer jwt");
+    assert.equal(calls[0].headers.accept, "text/event-stream");
+    assert.deepEqual(events.map((e) => e.id), [5, 3]);
+    assert.equal(final.type, "done");
+  });
+
+  it("replays from the start without Last-Event-ID, and answers null when the server has nothing to send (204)", async () => {
+    const { calls, fetch } = fakeFetch(new Response(null, { status: 204 }));
+    const events = [];
+    const final = await new ChatApi({ baseUrl: "", fetch }).resume({ conversationId: "c1", after: 0, onEvent: (e) => events.push(e) });
+    assert.equal(final, null);
+    assert.deepEqual(events, []);
+    assert.equal("last-event-id" in calls[0].headers, false);
+  });
+
+  it("reports a re-attached stream that ends without done or error as interrupted, like the first one", async () => {
+    const { fetch } = fakeFetch(sseResponse(['id: 4\nevent: text\ndata: {"text":"Hi"}\n\n']), sseResponse(['event: text\ndata: {"text":"Hi"}\n\n']));
+    const api = new ChatApi({ baseUrl: "", fetch });
+    await assert.rejects(api.resume({ conversationId: "c1", after: 3, onEvent: () => {} }), StreamInterrupted);
+    await assert.rejects(api.send({ message: "x", onEvent: () => {} }), StreamInterrupted);
+  });
+
+  it("reports a fetch that fails (the network is gone) as interrupted, and an abort as the abort", async () => {
+    const offline = new ChatApi({ baseUrl: "", fetch: async () => Promise.reject(new TypeError("Failed to fetch")) });
+    await assert.rejects(offline.resume({ conversationId: "c1", onEvent: () => {} }), StreamInterrupted);
+    const abort = new AbortController();
+    abort.abort();
+    const aborted = new ChatApi({ baseUrl: "", fetch: async () => Promise.reject(new DOMException("aborted", "AbortError")) });
+    await assert.rejects(aborted.send({ message: "x", signal: abort.signal, onEvent: () => {} }), { name: "AbortError" });
+  });
+
+  it("lists conversations a page at a time, and opens, renames and deletes one", async () => {
+    const summary = { id: "c1", title: "Renamed", created_at: "2026-01-01T00:00:00Z", updated_at: "2026-01-02T00:00:00Z", awaiting_approval: false };
+    const { calls, fetch } = fakeFetch(
+      jsonResponse(200, { conversations: [summary], next_cursor: "n2" }),
+      jsonResponse(200, { ...summary, active_request: null, messages: [] }),
+      jsonResponse(200, summary),
+      new Response(null, { status: 204 }),
+    );
+    const api = new ChatApi({ baseUrl: "", getToken: async () => "jwt", fetch });
+    assert.deepEqual(await api.conversations({ limit: 20, cursor: "n1" }), { conversations: [summary], next_cursor: "n2" });
+    assert.equal((await api.conversation("c1")).active_request, null);
+    assert.deepEqual(await api.renameConversation("c1", "Renamed"), summary);
+    assert.equal(await api.deleteConversation("c1"), null);
+    assert.deepEqual(calls.map((c) => [c.method, c.url]), [
+      ["GET", "/api/chatbot/conversations?limit=20&cursor=n1"],
+      ["GET", "/api/chatbot/conversations/c1"],
+      ["PATCH", "/api/chatbot/conversations/c1"],
+      ["DELETE", "/api/chatbot/conversations/c1"],
+    ]);
+    assert.deepEqual(JSON.parse(calls[2].init.body), { title: "Renamed" });
+    assert.ok(calls.every((c) => c.headers.authorization === "Bearer jwt"));
+  });
+
+  it("reads the audit trail, of one user when asked, and turns a refusal into an ApiError", async () => {
+    const { calls, fetch } = fakeFetch(jsonResponse(200, { entries: [], next_cursor: null }), jsonResponse(403, { error: "forbidden", message: "Owners and admins only" }));
+    const api = new ChatApi({ baseUrl: "", fetch });
+    await api.audit({ limit: 25, cursor: null, userId: "user_bob" });
+    assert.equal(calls[0].url, "/api/chatbot/audit?limit=25&user_id=user_bob");
+    const error = await api.audit({ limit: 25 }).catch((e) => e);
+    assert.ok(error instanceof ApiError);
+    assert.equal(error.status, 403);
+    assert.equal(calls[1].url, "/api/chatbot/audit?limit=25");
+  });
+
+  it("retries a refused token once with a token asked for afresh, on streams and on JSON calls alike", async () => {
+    for (const call of [(api) => api.send({ message: "x", onEvent: () => {} }), (api) => api.resume({ conversationId: "c1", after: 2, onEvent: () => {} }), (api) => api.conversations({ limit: 1 })]) {
+      const asked = [];
+      const sent = [];
+      const api = new ChatApi({
+        baseUrl: "",
+        getToken: async (options) => {
+          asked.push(options ?? {});
+          return options?.forceRefresh ? "fresh" : "stale";
+        },
+        fetch: async (url, init) => {
+          sent.push(init.headers.authorization);
+          if (init.headers.authorization === "Bearer stale") return jsonResponse(401, { error: "unauthorized" });
+          return url.includes("/conversations?") ? jsonResponse(200, { conversations: [], next_cursor: null }) : sseResponse([DONE]);
+        },
+      });
+      await call(api);
+      assert.deepEqual(sent, ["Bearer stale", "Bearer fresh"]);
+      assert.deepEqual(asked, [{}, { forceRefresh: true }]);
+    }
   });
 
   it("gives up after one retry, and when the host has nothing newer", async () => {
@@ -87,7 +178,7 @@ describe("ChatApi", () => {
       baseUrl: "",
       fetch: async () => jsonResponse(429, { error: "limit_exceeded", message: "Daily limit", tier: "user", limit: 50000, used: 50000, resets_at: "2030-01-02T00:00:00Z" }, { "retry-after": "3600" }),
     });
-    const error = await api.send({ message: "x", history: [], onEvent: () => {} }).catch((e) => e);
+    const error = await api.send({ message: "x", onEvent: () => {} }).catch((e) => e);
     assert.ok(error instanceof ApiError);
     assert.equal(error.status, 429);
     assert.equal(error.code, "limit_exceeded");
@@ -123,6 +214,12 @@ describe("failure messages", () => {
     assert.equal(describeFailure(new ApiError(503, { error: "unavailable" })).retryable, true);
   });
 
+  it("explains a conversation that is gone (deleted elsewhere) without offering Retry", () => {
+    const failure = describeFailure(new ApiError(404, { error: "not_found" }));
+    assert.equal(failure.title, "Conversation not found");
+    assert.equal(failure.retryable, false);
+  });
+
   it("offers Retry after a lost connection and after retryable stream errors", () => {
     assert.equal(describeFailure(new StreamInterrupted(null)).retryable, true);
     assert.equal(describeFailure({ code: "upstream_overloaded", message: "" }).title, "The assistant is busy");
@@ -148,5 +245,11 @@ describe("tool labels", () => {
     assert.equal(toolLabel("member_list", "done"), "Listed members");
     assert.equal(toolLabel("invitation_create", "error"), "Sending an invitation failed");
     assert.equal(toolLabel("report_build", "running"), "Running report build");
+  });
+
+  it("says when a call waits for approval, and when it was declined", () => {
+    assert.equal(toolLabel("member_remove", "awaiting"), "Removing a member: waiting for your approval");
+    assert.equal(toolLabel("member_remove", "declined"), "Removing a member: declined");
+    assert.equal(toolLabel("report_build", "awaiting"), "Report build: waiting for your approval");
   });
 });

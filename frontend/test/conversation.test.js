@@ -1,22 +1,34 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import {
-  MAX_HISTORY_TURNS,
   applyStreamEvent,
   assistantMessage,
   assistantText,
   countedTokens,
+  declineWaiting,
   finishMessage,
-  restoreMessages,
-  toHistory,
-  userMessage,
+  continuesReply,
+  fromServerMessages,
+  resumeMessage,
+  waitingCalls,
 } from "../src/conversation.js";
 
-const ev = (type, data) => ({ type, data: { type, ...data } });
+const ev = (type, data, id = null) => ({ type, data: { type, ...data }, id });
 
-function replay(events) {
-  return events.reduce(applyStreamEvent, assistantMessage("a1", 0));
+function replay(events, start = assistantMessage("a1", 0)) {
+  return events.reduce(applyStreamEvent, start);
 }
+
+// A reply that stopped for the user's approval of two calls.
+const AWAITING = [
+  ev("conversation", { id: "c1", title: "Cleanup" }, 1),
+  ev("text", { text: "I'll remove them." }, 2),
+  ev("tool_use", { id: "t1", name: "member_remove", input: { email: "bob@acme.test" } }, 3),
+  ev("tool_use", { id: "t2", name: "invitation_cancel", input: { email: "gina@acme.test" } }, 4),
+  ev("approval_required", { id: "t1", name: "member_remove", input: {}, summary: "Remove Bob Brown (bob@acme.test) from Acme Inc" }, 5),
+  ev("approval_required", { id: "t2", name: "invitation_cancel", input: {}, summary: "Cancel the invitation of gina@acme.test" }, 6),
+  ev("done", { stop_reason: "approval_required", iterations: 1 }, 7),
+];
 
 describe("conversation", () => {
   it("appends text chunks in order and splits text around tool calls", () => {
@@ -31,7 +43,7 @@ describe("conversation", () => {
     assert.equal(reply.status, "done");
     assert.deepEqual(reply.parts.map((p) => p.kind), ["text", "tool", "text"]);
     assert.equal(reply.parts[0].text, "Let me check.");
-    assert.deepEqual(reply.parts[1], { kind: "tool", id: "t1", name: "member_list", input: { role: "admin" }, status: "done", result: "[]" });
+    assert.deepEqual(reply.parts[1], { kind: "tool", id: "t1", name: "member_list", input: { role: "admin" }, status: "done", result: "[]", summary: null, decision: null });
     assert.equal(assistantText(reply), "Let me check.No admins.");
   });
 
@@ -65,44 +77,105 @@ describe("conversation", () => {
     assert.equal(finishMessage(stopped, "interrupted"), stopped);
   });
 
-  it("builds history from completed pairs, skipping replies without text", () => {
-    const done = (id, text) => ({ ...replay([ev("text", { text }), ev("done", { stop_reason: "end_turn" })]), id });
-    const failed = { ...finishMessage(assistantMessage("a2", 0), "error", { code: "x" }) };
-    const messages = [
-      userMessage("u1", "Hi", 0),
-      done("a1", "Hello!"),
-      userMessage("u2", "Who is here?", 0),
-      failed,
-      userMessage("u3", "Again", 0),
-      { ...finishMessage(replay([ev("text", { text: "Partial answer" })]), "stopped"), id: "a3" },
-      userMessage("u4", "Now", 0),
-      assistantMessage("a4", 0),
-    ];
-    assert.deepEqual(toHistory(messages), [
-      { role: "user", content: "Hi" },
-      { role: "assistant", content: "Hello!" },
-      { role: "user", content: "Again" },
-      { role: "assistant", content: "Partial answer" },
+  it("applies each numbered event once: a replay of events it already has changes nothing", () => {
+    const first = replay([ev("text", { text: "Hello " }, 1), ev("text", { text: "wor" }, 2)]);
+    assert.equal(first.lastEventId, 2);
+    // The re-attached stream starts again at an event already applied (1, 2), then goes on.
+    const resumed = replay([ev("text", { text: "Hello " }, 1), ev("text", { text: "wor" }, 2), ev("text", { text: "ld." }, 3), ev("done", { stop_reason: "end_turn" }, 4)], first);
+    assert.equal(assistantText(resumed), "Hello world.");
+    assert.equal(resumed.lastEventId, 4);
+    assert.equal(resumed.status, "done");
+  });
+
+  it("does not list a tool call twice when its tool_use is replayed without an id", () => {
+    const use = ev("tool_use", { id: "t1", name: "member_list", input: {} });
+    assert.equal(replay([use, use]).parts.length, 1);
+  });
+
+  it("a reply stopped for approval waits with a card per call, each with its summary", () => {
+    const reply = replay(AWAITING);
+    assert.equal(reply.status, "awaiting");
+    assert.equal(reply.stopReason, "approval_required");
+    assert.deepEqual(waitingCalls(reply).map((p) => [p.id, p.summary, p.decision]), [
+      ["t1", "Remove Bob Brown (bob@acme.test) from Acme Inc", null],
+      ["t2", "Cancel the invitation of gina@acme.test", null],
     ]);
   });
 
-  it("keeps only the most recent turns, still starting with the user", () => {
-    const messages = [];
-    for (let i = 0; i < 30; i++) {
-      messages.push(userMessage(`u${i}`, `q${i}`, 0), { ...replay([ev("text", { text: `a${i}` }), ev("done", {})]), id: `a${i}` });
-    }
-    const history = toHistory(messages);
-    assert.equal(history.length, MAX_HISTORY_TURNS);
-    assert.equal(history[0].role, "user");
-    assert.equal(history[0].content, "q10");
-    assert.equal(history.at(-1).content, "a29");
+  it("after the decisions, the same reply goes on: the approved call's result, the declined one as declined, then more text", () => {
+    let reply = replay(AWAITING);
+    reply = { ...reply, parts: reply.parts.map((p) => (p.id === "t1" ? { ...p, decision: true } : p.id === "t2" ? { ...p, decision: false } : p)) };
+    // The approvals request numbers its events from 1 again.
+    reply = replay([
+      ev("conversation", { id: "c1", title: "Cleanup" }, 1),
+      ev("tool_result", { id: "t1", name: "member_remove", is_error: false, content: "Removed Bob Brown" }, 2),
+      ev("tool_result", { id: "t2", name: "invitation_cancel", is_error: true, content: "The user declined this action." }, 3),
+      ev("text", { text: "Bob is gone; the invitation stays." }, 4),
+      ev("done", { stop_reason: "end_turn", iterations: 2 }, 5),
+    ], resumeMessage(reply));
+    assert.equal(reply.status, "done");
+    assert.deepEqual(reply.parts.map((p) => (p.kind === "tool" ? [p.id, p.status] : p.text)), [
+      "I'll remove them.",
+      ["t1", "done"],
+      ["t2", "declined"],
+      "Bob is gone; the invitation stays.",
+    ]);
+    assert.equal(reply.parts[1].result, "Removed Bob Brown");
   });
 
-  it("restores stored messages, marking a reply cut off by a reload as interrupted", () => {
-    const restored = restoreMessages([userMessage("u1", "Hi", 0), replay([ev("text", { text: "Hel" })]), { junk: true }]);
-    assert.equal(restored.length, 2);
-    assert.equal(restored[1].status, "interrupted");
-    assert.deepEqual(restoreMessages("nonsense"), []);
+  it("a reply left waiting shows its calls as declined once the user sends a new message instead", () => {
+    const reply = declineWaiting(replay(AWAITING));
+    assert.equal(reply.status, "done");
+    assert.deepEqual(reply.parts.filter((p) => p.kind === "tool").map((p) => p.status), ["declined", "declined"]);
+    const done = replay([ev("text", { text: "Hi" }), ev("done", { stop_reason: "end_turn" })]);
+    assert.equal(declineWaiting(done), done);
+  });
+
+  it("reads a conversation the server keeps: one reply per question, steps in order, waiting calls as cards", () => {
+    let n = 0;
+    const messages = fromServerMessages(
+      [
+        { role: "user", content: "Who are the admins?" },
+        { role: "assistant", content: "Let me look.", tool_calls: [{ id: "t1", name: "member_list", input: { role: "admin" }, status: "ok", content: "[Alice]" }] },
+        { role: "assistant", content: "Alice is the admin.", tool_calls: [] },
+        { role: "user", content: "Remove Bob" },
+        { role: "assistant", content: "", tool_calls: [
+          { id: "t2", name: "member_remove", input: { email: "bob@acme.test" }, status: "awaiting_approval", content: null, summary: "Remove Bob Brown (bob@acme.test) from Acme Inc" },
+          { id: "t3", name: "invitation_cancel", input: {}, status: "declined", content: "declined" },
+        ] },
+      ],
+      () => `m${++n}`,
+    );
+    assert.deepEqual(messages.map((m) => [m.id, m.role, m.status]), [["m1", "user", undefined], ["m2", "assistant", "done"], ["m3", "user", undefined], ["m4", "assistant", "awaiting"]]);
+    assert.deepEqual(messages[1].parts.map((p) => (p.kind === "tool" ? [p.name, p.status, p.result] : p.text)), ["Let me look.", ["member_list", "done", "[Alice]"], "Alice is the admin."]);
+    assert.deepEqual(messages[3].parts.map((p) => [p.id, p.status, p.summary]), [["t2", "awaiting", "Remove Bob Brown (bob@acme.test) from Acme Inc"], ["t3", "declined", null]]);
+    assert.deepEqual(fromServerMessages(null, () => "x"), []);
+  });
+
+  it("reads a call the role did not permit as failed, and a status it does not know as no success", () => {
+    const call = (status) => ({ id: status, name: "member_remove", input: {}, status, content: "Refused." });
+    const [reply] = fromServerMessages([{ role: "assistant", content: "", tool_calls: [call("not_permitted"), call("exploded"), call("ok")] }], () => "m1");
+    assert.deepEqual(reply.parts.map((p) => p.status), ["error", "error", "done"]);
+  });
+
+  it("reads a call without a result as running while a request runs in the conversation, else as stopped", () => {
+    const messages = [
+      { role: "user", content: "Remove Bob" },
+      { role: "assistant", content: "", tool_calls: [{ id: "t1", name: "member_remove", input: {}, status: "error", content: null }] },
+    ];
+    const running = fromServerMessages(messages, () => "m", 0, true)[1];
+    assert.deepEqual(running.parts.map((p) => [p.status, p.result]), [["running", null]]);
+    assert.equal(continuesReply(running), true);
+    const ended = fromServerMessages(messages, () => "m", 0, false)[1];
+    assert.deepEqual(ended.parts.map((p) => p.status), ["stopped"]);
+    assert.equal(continuesReply(ended), false);
+  });
+
+  it("a request in flight continues the last reply only when that reply waits for approval or carries out calls", () => {
+    assert.equal(continuesReply(replay(AWAITING)), true);
+    assert.equal(continuesReply(replay([ev("text", { text: "Hi" }), ev("done", { stop_reason: "end_turn" })])), false);
+    assert.equal(continuesReply({ id: "u1", role: "user", text: "Hi" }), false);
+    assert.equal(continuesReply(undefined), false);
   });
 
   it("counts tokens the way the quotas do", () => {

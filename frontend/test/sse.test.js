@@ -20,15 +20,15 @@ function bodyOf(chunks) {
 }
 
 const STREAM =
-  'event: text\ndata: {"type":"text","text":"Hello"}\n\n' +
+  'id: 1\nevent: text\ndata: {"type":"text","text":"Hello"}\n\n' +
   ": keep-alive\n\n" +
-  'event: tool_use\ndata: {"type":"tool_use","id":"t1","name":"member_list","input":{}}\n\n' +
-  'event: done\ndata: {"type":"done","stop_reason":"end_turn","iterations":1}\n\n';
+  'id: 2\nevent: tool_use\ndata: {"type":"tool_use","id":"t1","name":"member_list","input":{}}\n\n' +
+  'id: 3\nevent: done\ndata: {"type":"done","stop_reason":"end_turn","iterations":1}\n\n';
 
 const EXPECTED = [
-  { type: "text", data: { type: "text", text: "Hello" } },
-  { type: "tool_use", data: { type: "tool_use", id: "t1", name: "member_list", input: {} } },
-  { type: "done", data: { type: "done", stop_reason: "end_turn", iterations: 1 } },
+  { type: "text", data: { type: "text", text: "Hello" }, id: 1 },
+  { type: "tool_use", data: { type: "tool_use", id: "t1", name: "member_list", input: {} }, id: 2 },
+  { type: "done", data: { type: "done", stop_reason: "end_turn", iterations: 1 }, id: 3 },
 ];
 
 describe("SSE parsing", () => {
@@ -50,17 +50,26 @@ describe("SSE parsing", () => {
 
   it("skips keep-alive comments and event types it does not know", () => {
     const events = collect([': keep-alive\n\nevent: future_thing\ndata: {"x":1}\n\nevent: text\ndata: {"text":"a"}\n\n']);
-    assert.deepEqual(events, [{ type: "text", data: { text: "a" } }]);
+    assert.deepEqual(events, [{ type: "text", data: { text: "a" }, id: null }]);
+  });
+
+  it("passes each event's id on as a number, and null when a frame has none or a strange one", () => {
+    const events = collect([
+      'id: 7\nevent: conversation\ndata: {"id":"c1","title":"Admins"}\n\n',
+      'event: text\ndata: {"text":"no id"}\n\n',
+      'id: x1\nevent: approval_required\ndata: {"id":"t1","name":"member_remove","input":{},"summary":"Remove Bob"}\n\n',
+    ]);
+    assert.deepEqual(events.map((e) => [e.type, e.id]), [["conversation", 7], ["text", null], ["approval_required", null]]);
   });
 
   it("drops a frame cut off by the end of the stream instead of guessing it", () => {
     const events = collect(['event: text\ndata: {"text":"whole"}\n\nevent: done\ndata: {"stop_reason":"end_']);
-    assert.deepEqual(events, [{ type: "text", data: { text: "whole" } }]);
+    assert.deepEqual(events, [{ type: "text", data: { text: "whole" }, id: null }]);
   });
 
   it("joins multi-line data fields with newlines", () => {
     const events = collect(['event: text\ndata: {"text":\ndata: "two lines"}\n\n']);
-    assert.deepEqual(events, [{ type: "text", data: { text: "two lines" } }]);
+    assert.deepEqual(events, [{ type: "text", data: { text: "two lines" }, id: null }]);
   });
 
   it("refuses data that is not a JSON object", () => {
@@ -74,6 +83,6 @@ describe("SSE parsing", () => {
     const chunks = [bytes.slice(0, emoji + 1), bytes.slice(emoji + 1, emoji + 3), bytes.slice(emoji + 3)];
     const events = [];
     await readEventStream(bodyOf(chunks), (event) => events.push(event));
-    assert.deepEqual(events, [{ type: "text", data: { text: "Grüße 👋 — ok" } }]);
+    assert.deepEqual(events, [{ type: "text", data: { text: "Grüße 👋 — ok" }, id: null }]);
   });
 });

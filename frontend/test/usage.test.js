@@ -4,10 +4,17 @@ import { StatusController } from "../src/controllers/status.js";
 import { UsageController } from "../src/controllers/usage.js";
 import { createChatStore } from "../src/store.js";
 
-const usageAnswer = { date: "2025-01-02", resets_at: "2025-01-03T00:00:00Z", tiers: { user: { used: 120, limit: 50_000 }, organization: { used: 999, limit: 1 } } };
+const usageAnswer = {
+  date: "2025-01-02",
+  resets_at: "2025-01-03T00:00:00Z",
+  tiers: { user: { used: 120, limit: 50_000 }, organization: { used: 999, limit: 1 } },
+  role: "member",
+  permissions: ["chatbot:use", "organization:read", "member:read"],
+};
 
 function setup({ signedIn = true, api = {} } = {}) {
   const store = createChatStore();
+  store.getState().loadUser("bob@acme");
   const asked = [];
   const fake = {
     usage: async () => (asked.push("usage"), usageAnswer),
@@ -25,6 +32,26 @@ describe("usage controller", () => {
     usage.hostConnected();
     await usage.refresh();
     assert.deepEqual(store.getState().usage, { used: 120, limit: 50_000, resetsAt: "2025-01-03T00:00:00Z" });
+  });
+
+  it("puts the caller's role and permissions in the store, for the suggestions", async () => {
+    const { store, usage } = setup();
+    usage.hostConnected();
+    await usage.refresh();
+    assert.equal(store.getState().role, "member");
+    assert.deepEqual(store.getState().permissions, ["chatbot:use", "organization:read", "member:read"]);
+  });
+
+  it("drops an answer about the user signed in before a switch", async () => {
+    let answerNow;
+    const { store, usage } = setup({ api: { usage: () => new Promise((resolve) => (answerNow = resolve)) } });
+    usage.hostConnected();
+    const asking = usage.refresh();
+    store.getState().loadUser("alice@acme");
+    answerNow(usageAnswer);
+    await asking;
+    assert.equal(store.getState().usage, null);
+    assert.equal(store.getState().permissions, null);
   });
 
   it("asks nothing while the sheet is out of the page or nobody is signed in", async () => {

@@ -7,9 +7,10 @@ import { ChatbotMessage } from "./message.js";
 const STICK_THRESHOLD = 32;
 
 export class ChatbotMessages {
-  constructor({ onRetry, onSuggestion }) {
+  constructor({ onRetry, onDecide, onSuggestion }) {
     this.views = new Map();
     this.onRetry = onRetry;
+    this.onDecide = onDecide;
     this.onSuggestion = onSuggestion;
     this.atBottom = true;
     this.list = h("div", { class: "cb-list" });
@@ -72,7 +73,7 @@ export class ChatbotMessages {
     for (const message of messages) {
       let view = this.views.get(message.id);
       if (!view) {
-        view = new ChatbotMessage(message, { onRetry: this.onRetry });
+        view = new ChatbotMessage(message, { onRetry: this.onRetry, onDecide: this.onDecide });
         this.views.set(message.id, view);
         if (previous) previous.el.after(view.el);
         else this.list.prepend(view.el);

@@ -1,8 +1,10 @@
 // ChatbotPanel: everything inside the element's shadow root — the stylesheet, the launcher button, the
-// sheet (messages and input) and the live region — drawn from the chat's state in one `update`.
+// sheet (messages and input, or the Conversations view) and the live region — drawn from the chat's
+// state in one `update`.
 import { Announcer } from "../controllers/announcer.js";
-import { h } from "../dom.js";
+import { styledRoot } from "../dom.js";
 import { ChatbotButton } from "./button.js";
+import { ChatbotConversationList } from "./conversation-list.js";
 import { ChatbotInput } from "./input.js";
 import { ChatbotLiveRegion } from "./live-region.js";
 import { ChatbotMessages } from "./messages.js";
@@ -13,23 +15,18 @@ export class ChatbotPanel {
   #returnFocus = null;
 
   /** `id` prefixes the ids inside; the `on…` callbacks are what the user's actions ask for. */
-  constructor({ id, title, stylesheet, onOpen, onClose, onNewChat, onSend, onStop, onRetry, onSuggestion }) {
+  constructor({ id, title, stylesheet, onOpen, onClose, onNewChat, onSend, onStop, onRetry, onDecide, onSuggestion, onConversations, list }) {
     this.button = new ChatbotButton({ controls: `${id}-sheet`, onOpen });
-    this.messages = new ChatbotMessages({ onRetry, onSuggestion });
+    this.messages = new ChatbotMessages({ onRetry, onDecide, onSuggestion });
     this.input = new ChatbotInput({ id: `${id}-input`, onSend, onStop });
-    this.sheet = new ChatbotSheet({ id: `${id}-sheet`, title, messages: this.messages, input: this.input, onClose, onNewChat });
+    this.conversations = new ChatbotConversationList({ id: `${id}-conversations`, ...list });
+    this.sheet = new ChatbotSheet({ id: `${id}-sheet`, title, messages: this.messages, input: this.input, conversations: this.conversations, onClose, onNewChat, onConversations });
     this.liveRegion = new ChatbotLiveRegion();
     this.announcer = new Announcer({
       say: (text) => this.liveRegion.say(text),
       textOf: (replyId) => this.messages.view(replyId)?.plainText() ?? null,
     });
-    // Hidden until the stylesheet has loaded, so the host never sees an unstyled flash.
-    const link = h("link", { rel: "stylesheet", href: stylesheet });
-    const container = h("div", { class: "cb-root", hidden: true }, this.button.el, this.sheet.el, this.liveRegion.el);
-    const reveal = () => (container.hidden = false);
-    link.addEventListener("load", reveal);
-    link.addEventListener("error", reveal);
-    this.nodes = [link, container];
+    this.nodes = styledRoot(stylesheet, "cb-root", this.button.el, this.sheet.el, this.liveRegion.el);
   }
 
   /** Makes the next update scroll to the newest message, wherever the reader had scrolled. */
@@ -51,18 +48,20 @@ export class ChatbotPanel {
     this.#returnFocus = null;
   }
 
-  /** Moves focus into the open sheet: the message box, or Close when the assistant is off. */
-  focusInside({ enabled }) {
+  /** Moves focus into the open sheet: the message box (or the Conversations view), or Close when the assistant is off. */
+  focusInside({ enabled, view }) {
+    if (view === "conversations") return this.conversations.focus();
     (enabled === false ? this.sheet.close : this.input.textarea).focus();
   }
 
   /**
    * Draws `state` (the store's): `busy` while a reply is in flight, the sheet's `title`, the greeting's
-   * `userName`, the empty chat's `suggestions`, and `hideButton` when the launcher should not show.
+   * `userName`, the empty chat's `suggestions` (texts), and `hideButton` when the launcher should not show.
    */
   update({ state, busy, title, userName, suggestions, hideButton }) {
     this.button.update({ open: state.open, hidden: hideButton });
-    this.sheet.update({ open: state.open, usage: state.usage, title });
+    this.sheet.update({ open: state.open, usage: state.usage, title, view: state.view });
+    this.conversations.update({ list: state.conversations, currentId: state.conversationId, visible: state.view === "conversations" });
     const name = userName ? String(userName).trim().split(/\s+/)[0] : null;
     this.messages.renderEmpty({ enabled: state.enabled, greeting: name ? `Hi ${name}, how can I help?` : "How can I help?", suggestions });
     this.messages.update(state.messages, { forceScroll: this.#followLatest });

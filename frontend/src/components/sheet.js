@@ -1,10 +1,10 @@
-// ChatbotSheet: the slide-out dialog — header (title, today's usage, New chat, Close), the messages,
-// and the input. Esc closes it.
+// ChatbotSheet: the slide-out dialog — header (title, today's usage, Conversations, New chat, Close),
+// then either the chat (messages and input) or the Conversations view. Esc closes it.
 import { h, icon } from "../dom.js";
 import { formatResetTime } from "../api.js";
 
 export class ChatbotSheet {
-  constructor({ id, title, messages, input, onClose, onNewChat }) {
+  constructor({ id, title, messages, input, conversations, onClose, onNewChat, onConversations }) {
     this.usageText = h("span", { class: "cb-usage-text" });
     this.usageBar = h("span", { class: "cb-usage-fill" });
     this.usage = h(
@@ -14,6 +14,12 @@ export class ChatbotSheet {
       this.usageText,
     );
     this.title = h("h2", { id: `${id}-title`, class: "cb-title", text: title });
+    this.conversationsButton = h(
+      "button",
+      { type: "button", class: "cb-icon-button", "aria-label": "Conversations", title: "Conversations", "aria-expanded": "false", "aria-controls": conversations.el.id, onclick: onConversations },
+      icon("history"),
+    );
+    this.chat = h("div", { class: "cb-chat" }, messages.el, input.el);
     this.newChat = h("button", { type: "button", class: "cb-icon-button", "aria-label": "New chat", title: "New chat", onclick: onNewChat }, icon("plus"));
     this.close = h("button", { type: "button", class: "cb-icon-button", "aria-label": "Close chat", title: "Close chat", onclick: onClose }, icon("close"));
     this.el = h(
@@ -23,10 +29,10 @@ export class ChatbotSheet {
         "header",
         { class: "cb-header" },
         h("div", { class: "cb-heading" }, this.title, this.usage),
-        h("div", { class: "cb-header-actions" }, this.newChat, this.close),
+        h("div", { class: "cb-header-actions" }, this.conversationsButton, this.newChat, this.close),
       ),
-      messages.el,
-      input.el,
+      this.chat,
+      conversations.el,
     );
     this.el.addEventListener("keydown", (event) => {
       if (event.key === "Escape" && !event.defaultPrevented) {
@@ -36,8 +42,11 @@ export class ChatbotSheet {
     });
   }
 
-  update({ open, usage, title }) {
+  /** Draws whether the sheet is `open`, today's `usage`, the `title`, and which `view` shows ("chat" or "conversations"). */
+  update({ open, usage, title, view = "chat" }) {
     this.el.dataset.open = String(open);
+    this.chat.hidden = view !== "chat";
+    this.conversationsButton.setAttribute("aria-expanded", String(view === "conversations"));
     this.el.inert = !open;
     this.el.setAttribute("aria-hidden", String(!open));
     if (title !== undefined) this.title.textContent = title;

@@ -3,6 +3,8 @@ the sheet's shadow DOM as a reply streams in."""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import os
 import shutil
@@ -10,13 +12,13 @@ import socket
 import struct
 import subprocess
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio.to_thread
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, Request, sync_playwright
 
 from tests.e2e.conftest import LiveServer
 
@@ -30,6 +32,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+T = TypeVar("T")
 FRONTEND = Path(__file__).resolve().parents[3] / "frontend"
 DOCS = Path(__file__).resolve().parents[3] / "docs"
 
@@ -120,11 +123,26 @@ class ChatPage:
         self.page = page
         self.server = server
         self.errors: list[str] = []
+        # The body of every `POST /api/chatbot/message` this page sent, reloads included.
+        self.posts: list[dict[str, Any]] = []
         page.on("pageerror", lambda error: self.errors.append(str(error)))
+        page.on("request", self._record_post)
+
+    def _record_post(self, request: Request) -> None:
+        if request.method == "POST" and request.url.endswith("/api/chatbot/message"):
+            body = request.post_data_json
+            assert isinstance(body, dict), body
+            self.posts.append(body)
 
     def goto(self, user: str = "user_alice", base_url: str | None = None) -> ChatPage:
         self.page.goto(f"{base_url or self.server.base_url}/?user={user}")
         # The demo page has signed in once the sheet greets the user by name.
+        self.page.wait_for_function("() => document.querySelector('chatbot-sheet')?.getToken")
+        return self
+
+    def reload(self) -> ChatPage:
+        """Reload the page (the tab's sessionStorage stays) and wait until the demo page has signed in."""
+        self.page.reload()
         self.page.wait_for_function("() => document.querySelector('chatbot-sheet')?.getToken")
         return self
 
@@ -167,6 +185,18 @@ class ChatPage:
     def wait_idle(self) -> None:
         """Until no reply streams (the Send button is back)."""
         self.page.get_by_role("button", name="Send").wait_for(state="visible")
+
+    @property
+    def approvals(self) -> Any:
+        """The approval cards of every reply."""
+        return self.page.locator("chatbot-sheet .cb-approval")
+
+    def conversation_id(self) -> str | None:
+        """The id of the conversation on screen (None for a new chat)."""
+        value: str | None = self.page.evaluate(
+            "() => document.querySelector('chatbot-sheet').store.getState().conversationId"
+        )
+        return value
 
 
 @pytest.fixture
@@ -263,3 +293,20 @@ def tool_gate(server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[T
     monkeypatch.setattr(toolbox, "call", gated_call)
     yield gate
     gate.release()
+
+
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run `coroutine` to its end on an event loop of its own, in a worker thread (Playwright's sync API keeps
+    a loop running in this thread)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result(timeout=30)
+
+
+def member_emails(server: LiveServer, org_id: str = "org_acme") -> set[str]:
+    """The emails of the organization's members, read from the application data."""
+    return {member.email for member in run_async(server.services.appdata.list_members(org_id))}
+
+
+def pending_invitations(server: LiveServer, org_id: str = "org_acme") -> set[str]:
+    """The emails of the organization's pending invitations, read from the application data."""
+    return {invitation.email for invitation in run_async(server.services.appdata.list_invitations(org_id))}

@@ -169,10 +169,12 @@ def test_a_reply_running_in_another_tab_gets_a_clear_409_message(
 ) -> None:
     fake_anthropic.set_responder(demo_responder)
     context = new_context()
+    # Both tabs are open before the first one asks: a tab opened later would reopen the conversation the
+    # server keeps and follow its answer live (see test_sheet_reattach.py), instead of asking anew.
     first = ChatPage(context.new_page(), server).goto().open()
+    second = ChatPage(context.new_page(), server).goto().open()
     first.send("Who are the admins here?")
     assert tool_gate.entered.wait(10)
-    second = ChatPage(context.new_page(), server).goto().open()
     second.send("Show pending invitations")
     alert = second.replies.last.get_by_role("alert")
     expect(alert).to_contain_text("A reply is already running")
@@ -230,7 +232,7 @@ def test_error_event_mid_stream_keeps_the_partial_text_and_offers_retry(
     expect(chat.replies).to_have_count(1)
 
 
-def test_lost_connection_mid_stream_keeps_the_partial_text_and_offers_retry(
+def test_lost_connection_mid_stream_keeps_the_partial_text_and_the_sheet_reattaches_to_finish_it(
     server: LiveServer,
     new_context: Callable[..., BrowserContext],
     fake_anthropic: FakeAnthropic,
@@ -242,12 +244,16 @@ def test_lost_connection_mid_stream_keeps_the_partial_text_and_offers_retry(
     reply = chat.replies.last
     expect(reply).to_contain_text("word2")
     proxy.drop_all()
-    alert = reply.get_by_role("alert")
-    expect(alert).to_contain_text("Connection lost")
-    expect(reply).to_contain_text("word0")
-    expect(chat.page.get_by_role("button", name="Send")).to_be_visible()
-    alert.get_by_role("button", name="Retry").click()
+    # The server runs the answer on; the sheet keeps what arrived, re-attaches and shows the rest.
+    expect(reply).to_contain_text("THE-END", timeout=15_000)
+    chat.wait_idle()
+    expect(reply).to_have_attribute("data-status", "done")
+    expect(chat.sheet.get_by_role("alert")).to_have_count(0)
+    assert (reply.locator(".cb-parts").text_content() or "").strip() == LONG_ANSWER
+    assert len(fake_anthropic.message_requests) == 1, "the question was not sent again"
+    chat.send("And now?")
     expect(chat.replies.last).to_contain_text("Back again.")
+    expect(chat.replies).to_have_count(2)
 
 
 HOSTILE = """Sneaky content below.
@@ -329,13 +335,20 @@ def test_reload_keeps_the_conversation_and_new_chat_clears_it(
     chat.open()
     expect(chat.sheet.get_by_text("First question")).to_be_visible()
     expect(chat.replies.last.locator("strong")).to_have_text("me")
-    # The restored turn is sent back as history with the next message.
-    chat.send("Second question")
+    # The conversation lives on the server: the next message names it and carries no history, and the
+    # model still reads the first turn (rebuilt by the server).
+    with chat.page.expect_request(lambda r: r.url.endswith("/api/chatbot/message")) as sent:
+        chat.send("Second question")
     expect(chat.replies.last).to_contain_text("Second reply.")
+    request_body = sent.value.post_data_json
+    assert isinstance(request_body, dict)
+    assert set(request_body) == {"message", "conversation_id"}, request_body
+    assert request_body["message"] == "Second question"
     body = fake_anthropic.message_requests[-1].body
     assert body is not None
     history = body["messages"]
     assert any("First question" in str(m["content"]) for m in history)
+    assert any("Remember **me**." in str(m["content"]) for m in history)
     chat.sheet.get_by_role("button", name="New chat").click()
     expect(chat.replies).to_have_count(0)
     chat.page.reload()

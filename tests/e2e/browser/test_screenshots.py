@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import BrowserContext, expect
 
-from tests.e2e.browser.conftest import DOCS, ChatPage, ToolGate
+from tests.e2e.browser.conftest import DOCS, ChatPage, ToolGate, run_async
 from tests.e2e.conftest import LiveServer
-from tests.fakes.anthropic_api import FakeAnthropic, demo_responder
+from tests.fakes.anthropic_api import FakeAnthropic, Reply, demo_responder
 
 pytestmark = pytest.mark.browser
 
@@ -83,3 +83,93 @@ def test_tool_call_screenshot_shows_the_spinner_while_the_tool_runs(
     chat.page.screenshot(path=_target(tmp_path, "screenshot-tool-call.png"))
     tool_gate.release()
     expect(tool).to_have_attribute("data-status", "done")
+
+
+def test_approval_screenshot_shows_a_change_waiting_for_the_users_decision(
+    server: LiveServer,
+    new_context: Callable[..., BrowserContext],
+    fake_anthropic: FakeAnthropic,
+    tmp_path: Path,
+) -> None:
+    fake_anthropic.set_responder(lambda request: demo_responder(request, delay=0.005))
+    chat = ChatPage(new_context(color_scheme="light").new_page(), server).goto().open()
+    chat.send("Who are the admins here?")
+    expect(chat.replies.last.locator("table")).to_contain_text("Alice Anders")
+    chat.wait_idle()
+    fake_anthropic.set_responder(None)
+    fake_anthropic.enqueue(
+        Reply.tool_use(
+            "member_remove",
+            {"email": "bob@acme.test"},
+            text_before="Bob Brown is a member of Acme Inc. Removing him takes away his access at once:",
+            id="toolu_remove_bob",
+        )
+    )
+    chat.send("Remove Bob from the team")
+    card = chat.approvals
+    expect(card).to_have_attribute("data-status", "awaiting")
+    expect(card.locator(".cb-approval-summary")).to_have_text(
+        "Remove Bob Brown (bob@acme.test) from Acme Inc"
+    )
+    expect(card.get_by_role("button", name="Approve")).to_be_enabled()
+    chat.wait_idle()
+    assert _background(chat) == "rgb(255, 255, 255)"
+    chat.page.screenshot(path=_target(tmp_path, "screenshot-approval.png"))
+
+
+def test_activity_screenshot_shows_the_audit_trail_on_the_team_page(
+    server: LiveServer,
+    new_context: Callable[..., BrowserContext],
+    fake_anthropic: FakeAnthropic,
+    tmp_path: Path,
+) -> None:
+    # Three requests of Alice's, as the chat sheet would send them: a lookup, an approved removal and a
+    # declined invitation.
+    fake_anthropic.enqueue(
+        Reply.tool_use("member_list", {"role": "admin"}),
+        Reply.text("Alice Anders is the admin."),
+        Reply.tool_use("member_remove", {"email": "bob@acme.test"}, id="toolu_remove_bob"),
+        Reply.text("Bob Brown is no longer a member."),
+        Reply.tool_use(
+            "invitation_create", {"email": "hal@acme.test", "role": "admin"}, id="toolu_invite_hal"
+        ),
+        Reply.text("All right, I did not invite Hal."),
+    )
+    run_async(server.message("Who are the admins here?"))
+    removal = run_async(server.message("Remove Bob from the team"))
+    run_async(
+        server.message(
+            json_body={"conversation_id": removal.conversation_id, "approvals": {"toolu_remove_bob": True}}
+        )
+    )
+    invitation = run_async(server.message("Invite hal@acme.test as an admin"))
+    run_async(
+        server.message(
+            json_body={
+                "conversation_id": invitation.conversation_id,
+                "approvals": {"toolu_invite_hal": False},
+            }
+        )
+    )
+    context = new_context(color_scheme="light", viewport={"width": 1280, "height": 1210})
+    chat = ChatPage(context.new_page(), server).goto()
+    rows = chat.page.locator("chatbot-activity .cb-activity-table tbody tr")
+    expect(rows).to_have_count(3)
+    expect(rows.locator("td:nth-child(3)")).to_have_text(
+        ["invitation_create", "member_remove", "member_list"]
+    )
+    expect(rows.locator("td:nth-child(4)")).to_have_text(["Declined", "Succeeded", "Succeeded"])
+    expect(rows.locator("td:nth-child(5)")).to_have_text(["No", "Yes", "Not asked"])
+    # The approved removal opened: what was asked for, and what it did.
+    removal_row = rows.nth(1)
+    removal_row.get_by_text("Show").click()
+    expect(removal_row.locator(".cb-tool-pre").nth(1)).to_contain_text("bob@acme.test")
+    # The table fits its box (no sideways scrolling), and the whole page fits the picture.
+    overflow = chat.page.evaluate(
+        "() => { const s = document.querySelector('chatbot-activity').shadowRoot.querySelector('.cb-activity-scroll');"
+        " return s.scrollWidth - s.clientWidth; }"
+    )
+    assert overflow <= 0, overflow
+    height = chat.page.evaluate("() => document.documentElement.scrollHeight")
+    assert height <= 1210, height
+    chat.page.screenshot(path=_target(tmp_path, "screenshot-activity.png"))
