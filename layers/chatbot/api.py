@@ -11,16 +11,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from . import approval, paging
-from .admission import admit, membership
+from .admission import admit, concurrently, membership, succeeded
 from .agent import Request as TurnRequest
 from .agent import Turn
 from .approval import PendingCall
 from .auth import Identity, bearer_token
-from .chat import CLEANUP_SECONDS, ChatStream
+from .chat import CLEANUP_SECONDS, ChatStream, journal_lost
 from .context import Message
 from .conversations import Conversation, view
-from .errors import ChatbotDisabled, Forbidden, InvalidRequest, Unavailable
+from .errors import ChatbotDisabled, ChatbotError, Forbidden, InvalidRequest, Unavailable
 from .events import is_final
+from .journal import Journal
 from .meter import Meter
 from .observability import RequestMetrics, log_context, logger
 from .permissions import Caller
@@ -102,7 +103,10 @@ async def post_message(request: Request) -> Response:
                 text=payload.message,
                 decisions=decided,
             )
-            await turn.prepare()
+            metrics = RequestMetrics()
+            journal = await _prepared(
+                services, turn, conversation.id, request_id, conversation.owner, metrics
+            )
             transcript = Transcript(
                 services.conversations, conversation, request_id, turn, seed=payload.seed(), declined=declined
             )
@@ -111,14 +115,43 @@ async def post_message(request: Request) -> Response:
                 turn,
                 meter,
                 transcript,
-                services.journal,
+                journal,
                 # From here the response owns the lease, the meter and the transcript: it closes them.
                 resources.pop_all(),
                 admitted.lease.cancelled,
                 settings=settings,
-                metrics=RequestMetrics(),
+                metrics=metrics,
                 log_keys={"request_id": request_id, "user_id": caller.user_id, "org_id": caller.org_id},
             )
+
+
+async def _prepared(
+    services: Services, turn: Turn, conversation_id: str, request_id: str, owner: str, metrics: RequestMetrics
+) -> Journal | None:
+    """Prepare the turn (the first reservation) and open the request's journal at the same time, so the
+    journal costs no round trip of its own; the journal, or None if it could not be opened. It is open
+    before any event is written, so a client that reads the first event and re-attaches at once finds
+    this request, not the previous one."""
+    settings = services.settings
+    lifetime = (
+        settings.chatbot_request_timeout_seconds + CLEANUP_SECONDS + settings.chatbot_stream_retention_seconds
+    )
+
+    async def open_journal() -> bool:
+        await services.journal.open(conversation_id, request_id, owner, lifetime)
+        return True
+
+    prepared, opened = await concurrently(turn.prepare, open_journal)
+    if isinstance(prepared, ChatbotError):
+        if opened is True:
+            with contextlib.suppress(Unavailable):
+                await services.journal.discard(request_id)
+        raise prepared
+    if isinstance(opened, Unavailable):
+        journal_lost(metrics)
+        return None
+    succeeded(opened)
+    return services.journal
 
 
 async def _decisions(

@@ -50,7 +50,7 @@ class ChatStream(Response):
         turn: Turn,
         meter: Meter,
         transcript: Transcript,
-        journal: Journal,
+        journal: Journal | None,
         resources: AsyncExitStack,
         cancelled: anyio.Event,
         *,
@@ -65,24 +65,21 @@ class ChatStream(Response):
         self._journal, self._resources, self._cancelled = journal, resources, cancelled
         self._deadline_seconds = settings.chatbot_request_timeout_seconds
         self._keepalive_seconds = settings.chatbot_keepalive_seconds
-        self._journal_lifetime = (
-            self._deadline_seconds + CLEANUP_SECONDS + settings.chatbot_stream_retention_seconds
-        )
         self._metrics, self._log_keys = metrics, log_keys
         self._started = time.monotonic()
         self._first_text_at: float | None = None
         self._outcome = "unfinished"
         self._last_id = 0
         self._disconnected = False
-        self._journal_ready = anyio.Event()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         send_events, receive_events = anyio.create_memory_object_stream[Entry](QUEUE_SIZE)
         # Unbounded: keeping events must never hold up writing them.
         to_keep, kept = anyio.create_memory_object_stream[list[Entry]](math.inf)
         async with anyio.create_task_group() as request:
-            request.start_soon(self._keep, kept)
+            # The producer first: it gets the model call on its way before the journal's first round trip.
             request.start_soon(self._produce, send_events)
+            request.start_soon(self._keep, kept)
             await self._write(receive_events, send, to_keep, request)
 
     async def _produce(self, out: MemoryObjectSendStream[Entry]) -> None:
@@ -154,9 +151,6 @@ class ChatStream(Response):
         await self._send(
             send, {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         )
-        # A client that reads the first event may re-attach at once: its request must be findable by then.
-        # (The journal opens while the model call starts, so this costs no round trip of its own.)
-        await self._journal_ready.wait()
         recording = False
         async with events, to_keep:
             while True:
@@ -200,20 +194,12 @@ class ChatStream(Response):
         return None
 
     async def _keep(self, batches: MemoryObjectReceiveStream[list[Entry]]) -> None:
-        """Keep written events in the journal, in order, for re-attaching. A journal that fails is logged
-        once and then skipped: the answer still reaches the client that is connected."""
+        """Keep written events in the journal (opened at admission, or None when it could not be), in
+        order, for re-attaching. A journal that fails is logged once and then skipped: the answer still
+        reaches the client that is connected."""
         request_id = self._transcript.request_id
-        failed = False
+        failed = self._journal is None
         async with batches:
-            try:
-                conversation = self._transcript.conversation
-                await self._journal.open(
-                    conversation.id, request_id, conversation.owner, self._journal_lifetime
-                )
-            except Unavailable:
-                failed = self._journal_lost()
-            finally:
-                self._journal_ready.set()
             async for batch in batches:
                 # What queued meanwhile goes in the same round trip.
                 entries = list(batch)
@@ -222,17 +208,12 @@ class ChatStream(Response):
                         entries += batches.receive_nowait()
                     except (anyio.WouldBlock, anyio.EndOfStream):
                         break
-                if failed:
+                if failed or self._journal is None:
                     continue
                 try:
                     await self._journal.append(request_id, entries, closing=is_final(entries[-1][1]))
                 except Unavailable:
-                    failed = self._journal_lost()
-
-    def _journal_lost(self) -> bool:
-        logger.warning("event journal unavailable: this request cannot be re-attached", extra=self._log_keys)
-        self._metrics.count("JournalFailures")
-        return True
+                    failed = journal_lost(self._metrics)
 
     async def _emit(self, out: MemoryObjectSendStream[Entry], evt: Event) -> None:
         """Queue `evt` with the next id, recording what the metrics want to know of it."""
@@ -273,6 +254,13 @@ class ChatStream(Response):
                 "duration_ms": round((time.monotonic() - self._started) * 1000, 1),
             },
         )
+
+
+def journal_lost(metrics: RequestMetrics) -> bool:
+    """Log and count a journal that failed: this request cannot be re-attached to."""
+    logger.warning("event journal unavailable: this request cannot be re-attached")
+    metrics.count("JournalFailures")
+    return True
 
 
 def _body(chunk: bytes) -> dict[str, Any]:

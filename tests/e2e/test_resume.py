@@ -176,3 +176,15 @@ async def test_re_attaching_needs_a_valid_token(server: LiveServer) -> None:
     async with httpx.AsyncClient(base_url=server.base_url) as client:
         response = await client.get("/api/chatbot/conversations/conv_x/stream")
     assert response.status_code == 401
+
+
+async def test_a_request_refused_before_its_stream_leaves_nothing_to_re_attach_to(
+    start_server: ServerFactory, fake_anthropic: FakeAnthropic
+) -> None:
+    server = start_server(chatbot_daily_token_limit_user=8_000)
+    fake_anthropic.enqueue(Reply.text("x" * 40_000))  # spends what is left of the day
+    first = await server.message("hi")
+    refused = await server.message(json_body={"message": "more", "conversation_id": first.conversation_id})
+    assert refused.status == 429
+    # The refused request's journal was discarded: re-attaching finds nothing (and does not wait for it).
+    assert (await asyncio.wait_for(reattach(server, first.conversation_id, 0), timeout=10)).status == 204

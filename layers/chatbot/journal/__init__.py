@@ -44,6 +44,10 @@ class Journal(Protocol):
         """The request has ended: keep its events `retention_seconds` from now."""
         ...
 
+    async def discard(self, request_id: str) -> None:
+        """Forget a request that never started streaming (refused after its journal was opened)."""
+        ...
+
     async def latest(self, conversation_id: str) -> Latest | None:
         """The conversation's latest request whose events are still kept, if any."""
         ...

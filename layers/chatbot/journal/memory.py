@@ -66,6 +66,10 @@ class MemoryJournal:
         if kept is not None:
             kept.expires_at = self._clock() + self._retention
 
+    async def discard(self, request_id: str) -> None:
+        """Forget the request."""
+        self._kept.pop(request_id, None)
+
     async def latest(self, conversation_id: str) -> Latest | None:
         """The conversation's latest request still kept."""
         latest = self._latest.get(conversation_id)

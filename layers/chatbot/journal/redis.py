@@ -93,6 +93,12 @@ class RedisJournal:
         if conversation_id is not None:
             pipe.expire(latest_key(conversation_id), self._retention, gt=True)
 
+    async def discard(self, request_id: str) -> None:
+        """Delete the request's events (the conversation's pointer then leads nowhere: nothing to send)."""
+        self._conversations.pop(request_id, None)
+        with self._bounded("discard a request's journal"):
+            await self._redis.delete(events_key(request_id))
+
     async def latest(self, conversation_id: str) -> Latest | None:
         """The conversation's latest request whose events are still kept."""
         with self._bounded("find a conversation's latest request"):
