@@ -92,6 +92,8 @@ class ChatStream(Response):
                 with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_SECONDS):
                     try:
                         await self._resources.aclose()
+                    except Exception:  # noqa: BLE001 - the stream's edge: the answer is out; log the rest
+                        logger.exception("chat request cleanup failed", extra=self._log_keys)
                     finally:
                         self._record()
             await self._emit(out, final)
@@ -171,7 +173,7 @@ class ChatStream(Response):
                 to_keep.send_nowait(batch)
                 if not recording and batch[-1][1]["type"] != "conversation":
                     recording = True
-                    request.start_soon(self._transcript.begin)
+                    request.start_soon(self._begin_transcript)
         await self._send(send, {"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _send(self, send: Send, message: dict[str, Any]) -> None:
@@ -193,6 +195,12 @@ class ChatStream(Response):
                 return await events.receive()
         return None
 
+    async def _begin_transcript(self) -> None:
+        try:
+            await self._transcript.begin()
+        except Exception:  # noqa: BLE001 - the stream's edge: a record not written must not break the answer
+            logger.exception("conversation start not written", extra=self._log_keys)
+
     async def _keep(self, batches: MemoryObjectReceiveStream[list[Entry]]) -> None:
         """Keep written events in the journal (opened at admission, or None when it could not be), in
         order, for re-attaching. A journal that fails is logged once and then skipped: the answer still
@@ -213,6 +221,9 @@ class ChatStream(Response):
                 try:
                     await self._journal.append(request_id, entries, closing=is_final(entries[-1][1]))
                 except Unavailable:
+                    failed = journal_lost(self._metrics)
+                except Exception:  # noqa: BLE001 - the stream's edge: keeping events must not break the answer
+                    logger.exception("event journal failed", extra=self._log_keys)
                     failed = journal_lost(self._metrics)
 
     async def _emit(self, out: MemoryObjectSendStream[Entry], evt: Event) -> None:

@@ -127,7 +127,15 @@ def classify(error: Exception) -> Failure:
             return Failure(Kind.THROTTLED, transient=True, maybe_applied=True)
         if code in _MISCONFIGURED_CODES:
             return Failure(Kind.UNREACHABLE, transient=False, maybe_applied=False)
+        if _http_status(error) >= 500:
+            # Not DynamoDB's own answer (a proxy or an overloaded endpoint): a server error all the same.
+            return Failure(Kind.THROTTLED, transient=True, maybe_applied=True)
     return Failure(Kind.BUG, transient=False, maybe_applied=False)
+
+
+def _http_status(error: ClientError) -> int:
+    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    return status if isinstance(status, int) else 0
 
 
 class Refused(Exception):

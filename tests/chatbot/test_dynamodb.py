@@ -34,6 +34,10 @@ def cancelled(*reasons: str) -> ClientError:
         (ReadTimeoutError(endpoint_url="http://x"), Kind.UNREACHABLE, True, True),
         (client_error("ResourceNotFoundException"), Kind.UNREACHABLE, False, False),
         (client_error("ValidationException"), Kind.BUG, False, False),
+        # An endpoint (or a proxy before it) answering 500/502/503 with a page botocore cannot read: the
+        # code is only the status, and the request may have been applied.
+        (client_error("500", ResponseMetadata={"HTTPStatusCode": 500}), Kind.THROTTLED, True, True),
+        (client_error("502", ResponseMetadata={"HTTPStatusCode": 502}), Kind.THROTTLED, True, True),
     ],
 )
 def test_every_failure_is_read_one_way(

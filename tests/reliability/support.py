@@ -31,6 +31,7 @@ ERROR_PREFIX = "com.amazonaws.dynamodb.v20120810#"
 THROTTLE = "throttle"
 CONFLICT = "conflict"
 LOST_REPLY = "lost_reply"  # applied, then answered 500 as if the reply was lost on the way
+BAD_GATEWAY = "bad_gateway"  # not DynamoDB's own answer: an HTML error page, as from a proxy in between
 Injector = Callable[[str, bytes], str | None]
 """Decides a fault (or None) for one request, from its operation and its body."""
 
@@ -86,6 +87,10 @@ class SerialDynamoDB:
             if fault == CONFLICT:
                 self.faults.add(operation, fault)
                 return _conflict(start_response, body)
+            if fault == BAD_GATEWAY:
+                self.faults.add(operation, fault)
+                start_response("502 Bad Gateway", [("Content-Type", "text/html")])
+                return [b"<html><body><h1>502 Bad Gateway</h1></body></html>"]
             token = None
             if operation == "TransactWriteItems":
                 token = json.loads(body or b"{}").get("ClientRequestToken")

@@ -8,7 +8,14 @@ import pytest
 
 from tests.e2e.conftest import ServerFactory
 from tests.fakes.anthropic_api import FakeAnthropic, Reply
-from tests.reliability.support import THROTTLE, DynamoDBServer, captured_logs, counted, stored_usage
+from tests.reliability.support import (
+    BAD_GATEWAY,
+    THROTTLE,
+    DynamoDBServer,
+    captured_logs,
+    counted,
+    stored_usage,
+)
 
 
 async def test_a_conversation_that_cannot_be_loaded_is_a_503_before_the_stream(
@@ -52,4 +59,24 @@ async def test_a_turn_that_cannot_be_saved_still_delivers_the_answer_and_charges
     charged = sum(counted(e) for e in stream.of("usage"))
     stored = stored_usage(dynamodb_server.endpoint, server.settings.chatbot_usage_table, "user#user_bob")
     assert stored["tokens"] == charged and stored["requests"] == 1
+    assert (await server.message("next", user="user_bob")).status == 200, "the lock was released"
+
+
+async def test_a_conversation_write_answered_by_an_html_error_page_still_ends_the_stream_with_done(
+    start_server: ServerFactory, fake_anthropic: FakeAnthropic, dynamodb_server: DynamoDBServer
+) -> None:
+    # Found under load: an endpoint answering 5xx with a page botocore cannot parse was read as a bug, the
+    # exception escaped the stream's task group, and the connection was cut mid-answer.
+    server = start_server()
+    fake_anthropic.enqueue(Reply.text("Here is your answer."))
+    with (
+        captured_logs() as logs,
+        dynamodb_server.faults(
+            lambda operation, body: BAD_GATEWAY if b"ChatbotConversations" in body else None
+        ),
+    ):
+        stream = await server.message("hello", user="user_bob")
+    assert stream.status == 200 and stream.text == "Here is your answer."
+    assert stream.last["type"] == "done" and stream.last["stop_reason"] == "end_turn"
+    assert "not saved" in logs.text()
     assert (await server.message("next", user="user_bob")).status == 200, "the lock was released"
