@@ -202,6 +202,7 @@ class StreamResult:
     request_id: str
     events: list[dict[str, Any]]
     conversation_id: str = ""
+    failure: str = ""  # why it did not complete: the HTTP status and error code, or the last event's type
 
 
 async def app_stream(
@@ -227,15 +228,26 @@ async def app_stream(
     async with client.stream("POST", "/api/chatbot/message", json=body, headers=headers) as response:
         request_id = response.headers.get("x-request-id", "")
         if response.status_code != 200:
-            await response.aread()
-            return StreamResult(None, time.perf_counter() - started, False, request_id, [])
+            body_text = (await response.aread()).decode(errors="replace")
+            try:
+                code = json.loads(body_text).get("error", "")
+            except ValueError:
+                code = body_text[:40]
+            return StreamResult(
+                None,
+                time.perf_counter() - started,
+                False,
+                request_id,
+                [],
+                failure=f"{response.status_code} {code}",
+            )
         async for chunk in response.aiter_raw():
             if ttft is None and b"event: text" in chunk:
                 ttft = time.perf_counter() - started
             buffer += chunk
     total = time.perf_counter() - started
     events: list[dict[str, Any]] = []
-    last, conversation = "", ""
+    last, conversation, failure = "", "", ""
     for frame in buffer.decode().split("\n\n"):
         for line in frame.splitlines():
             if line.startswith("data: "):
@@ -243,9 +255,12 @@ async def app_stream(
                 last = data["type"]
                 if last == "conversation":
                     conversation = data["id"]
+                if last == "error":
+                    failure = f"error {data.get('code')}"
                 if keep_events:
                     events.append(data)
-    return StreamResult(ttft, total, last == "done", request_id, events, conversation)
+    failure = failure or ("" if last == "done" else f"ended after {last or 'nothing'}")
+    return StreamResult(ttft, total, last == "done", request_id, events, conversation, failure)
 
 
 async def direct_stream(client: Any, params: dict[str, Any]) -> tuple[float | None, float]:

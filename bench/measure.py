@@ -9,6 +9,7 @@ import re
 import statistics
 import subprocess
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +175,11 @@ async def concurrency(
                 "completed": len(ok),
                 "requested": n,
                 "errors": sorted({repr(r)[:200] for r in runs if isinstance(r, BaseException)}),
+                "failures": dict(
+                    Counter(
+                        r.failure for r in runs if isinstance(r, harness.StreamResult) and not r.completed
+                    )
+                ),
                 "direct_ttft": [t for t, _ in direct_runs if t is not None],
                 "idle_rss": idle_rss,
                 "peak_rss": peak[0],

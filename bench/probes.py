@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -75,6 +76,8 @@ def install(boto3_session: Any) -> None:
     from chatbot.audit import AuditLog
     from chatbot.auth import TokenVerifier
     from chatbot.conversations import ConversationStore
+    from chatbot.journal.memory import MemoryJournal
+    from chatbot.journal.redis import RedisJournal
     from chatbot.lock import Lease
     from chatbot.lock.memory import MemoryRequestLock
     from chatbot.lock.redis import RedisRequestLock
@@ -95,6 +98,9 @@ def install(boto3_session: Any) -> None:
     _patch(ConversationStore, "begin", "conversation_begin")
     _patch(ConversationStore, "finish", "conversation_finish")
     _patch(AuditLog, "record", "audit")
+    for journal in (RedisJournal, MemoryJournal):
+        _patch(journal, "open", "journal_open")
+        _patch(journal, "append", "journal_append")
 
     original_events = ModelCall.events
 
@@ -124,16 +130,18 @@ def install(boto3_session: Any) -> None:
 
     AbstractConnection.send_packed_command = send_packed_command  # type: ignore[method-assign]
 
-    def before_call(model: Any, context: dict[str, Any], **_: Any) -> None:
+    def before_call(model: Any, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         context["bench_started"] = time.perf_counter()
+        # Which table the call is about (the first one named), so writes can be counted per table.
+        found = re.search(rb'"TableName":\s*"([^"]+)"', params.get("body") or b"")
+        context["bench_table"] = found.group(1).decode().split("-")[0] if found else ""
 
     def after_call(model: Any, context: dict[str, Any], **_: Any) -> None:
         trace = TRACE.get()
         started = context.get("bench_started")
         if trace is not None and started is not None:
-            trace.dynamodb.append(
-                (model.name, (started - trace.started) * 1000, trace.now()),
-            )
+            name = f"{model.name}:{context['bench_table']}" if context.get("bench_table") else model.name
+            trace.dynamodb.append((name, (started - trace.started) * 1000, trace.now()))
 
     boto3_session.events.register("before-call.dynamodb.*", before_call)
     boto3_session.events.register("after-call.dynamodb.*", after_call)

@@ -47,8 +47,9 @@ def connection_pool(
         redis_url,
         decode_responses=True,
         max_connections=max_connections,
-        # Waiting for a free pooled connection is bounded too: a stuck pool is an outage.
-        timeout=connect_timeout,
+        # Waiting for a free pooled connection is bounded by the caller's operation timeout (`store_call`),
+        # not by the connect timeout: a pool busy under load is not an unreachable store.
+        timeout=None,
         socket_connect_timeout=connect_timeout,
         # No socket_timeout: with one, redis-py sends through asyncio.wait_for, which on Python 3.11
         # swallows a cancellation that lands as the send completes (tasks then cannot be stopped).

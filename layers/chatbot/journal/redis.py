@@ -32,7 +32,9 @@ def latest_key(conversation_id: str) -> str:
 
 
 class RedisJournal:
-    """Create once per process; it owns one connection pool."""
+    """Create once per process. It owns two connection pools: one for the quick commands that keep events,
+    and one for readers blocked waiting for new events (a reader holds its connection for the whole wait,
+    so readers sharing the writers' pool could leave running requests no connection to keep their events)."""
 
     def __init__(
         self,
@@ -41,12 +43,17 @@ class RedisJournal:
         *,
         connect_timeout: float = 1.0,
         operation_timeout: float = 2.0,
-        max_connections: int = 32,
+        max_connections: int = 100,
+        max_waiting_readers: int = 64,
     ) -> None:
         self._pool = connection_pool(
             redis_url, connect_timeout=connect_timeout, max_connections=max_connections
         )
+        self._readers_pool = connection_pool(
+            redis_url, connect_timeout=connect_timeout, max_connections=max_waiting_readers
+        )
         self._redis: Redis[str] = Redis(connection_pool=self._pool, decode_responses=True)
+        self._readers: Redis[str] = Redis(connection_pool=self._readers_pool, decode_responses=True)
         self._retention = max(1, round(retention_seconds))
         self._timeout = operation_timeout
         self._conversations: dict[str, str] = {}
@@ -129,12 +136,13 @@ class RedisJournal:
         if found:
             return _entries(found)
         with self._bounded("wait for a request's events", extra=wait_seconds):
-            answer = await self._redis.xread({key: f"0-{after}"}, block=max(1, round(wait_seconds * 1000)))
+            answer = await self._readers.xread({key: f"0-{after}"}, block=max(1, round(wait_seconds * 1000)))
         return _entries(answer[0][1]) if answer else []
 
     async def aclose(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pools."""
         await self._pool.disconnect()
+        await self._readers_pool.disconnect()
 
     def _bounded(self, action: str, extra: float = 0.0) -> AbstractContextManager[None]:
         return store_call(action, self._timeout + extra, JOURNAL_STORE)

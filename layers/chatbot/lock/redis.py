@@ -64,7 +64,7 @@ class RedisRequestLock:
         *,
         connect_timeout: float = 1.0,
         operation_timeout: float = 2.0,
-        max_connections: int = 32,
+        max_connections: int = 100,
         listener_max_backoff: float = 5.0,
     ) -> None:
         if ttl_seconds <= 0:

@@ -434,3 +434,37 @@ async def test_the_latest_request_names_its_owner(kit: Kit) -> None:
     await journal.open(conversation_id, request_id, "org_globex#user_carol", 60)
     latest = await journal.latest(conversation_id)
     assert latest is not None and (latest.request_id, latest.owner) == (request_id, "org_globex#user_carol")
+
+
+async def test_redis_readers_waiting_for_events_never_hold_up_keeping_events(
+    redis_url: str, raw: Redis
+) -> None:
+    # Found under load: a re-attached reader blocks on XREAD holding a pooled connection, so as many waiting
+    # readers as the pool has connections left every running request unable to keep its events.
+    name = f"journal-starve-{uuid.uuid4().hex}"
+    journal = RedisJournal(f"{redis_url}?client_name={name}", RETENTION, max_connections=2)
+    conversation_id, request_id = f"conv_{uuid.uuid4().hex}", f"req_{uuid.uuid4().hex}"
+    waiting = f"req_{uuid.uuid4().hex}"
+    try:
+        await journal.open(f"conv_{uuid.uuid4().hex}", waiting, OWNER, LIFETIME)
+        await journal.open(conversation_id, request_id, OWNER, LIFETIME)
+        async with anyio.create_task_group() as readers:
+            for _ in range(4):
+                readers.start_soon(journal.read, waiting, 0, 3.0)
+            await blocked_clients(raw, name, 2)
+            await journal.append(request_id, events(1, 2))
+            readers.cancel_scope.cancel()
+        assert await journal.read(request_id, 0, 0) == events(1, 2)
+    finally:
+        await raw.delete(events_key(waiting), events_key(request_id), latest_key(conversation_id))
+        await journal.aclose()
+
+
+async def blocked_clients(raw: Redis, name: str, count: int) -> None:
+    """Return once `count` connections named `name` are blocked in Redis (bounded)."""
+    with anyio.fail_after(WAIT):
+        while True:
+            clients = await raw.client_list()
+            if len([c for c in clients if c.get("name") == name and "b" in c.get("flags", "")]) >= count:
+                return
+            await anyio.sleep(0.01)
