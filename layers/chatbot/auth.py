@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,14 +51,25 @@ def bearer_token(authorization: str | None) -> str:
 
 
 class TokenVerifier:
-    """Checks signature, expiry and (for JWKS) issuer and audience; returns the caller's `Identity`."""
+    """Checks signature, expiry, lifetime and (for JWKS) issuer and audience; returns the caller's
+    `Identity`."""
 
     def __init__(self, settings: Settings) -> None:
         self._issuer = settings.auth_issuer
         self._audience = settings.auth_audience
         self._secret = settings.auth_jwt_secret
+        self._max_lifetime = settings.auth_max_token_lifetime_seconds
+        # The key set is cached whole and refreshed after `AUTH_JWKS_CACHE_SECONDS`, so a key the issuer
+        # withdraws stops being trusted then. (PyJWKClient's `cache_keys` would keep every key it ever
+        # resolved, by kid, for the life of the process.)
         self._jwks = (
-            jwt.PyJWKClient(settings.auth_jwks_url, cache_keys=True, lifespan=3600, timeout=5)
+            jwt.PyJWKClient(
+                settings.auth_jwks_url,
+                cache_keys=False,
+                cache_jwk_set=True,
+                lifespan=settings.auth_jwks_cache_seconds,
+                timeout=5,
+            )
             if settings.auth_jwks_url
             else None
         )
@@ -82,6 +94,8 @@ class TokenVerifier:
             raise Unauthorized("The token's signing key is not known.") from exc
         except jwt.InvalidTokenError as exc:
             raise Unauthorized(f"The token is not valid ({exc}).") from exc
+        self._check_audience(claims)
+        self._check_lifetime(claims)
         return _identity(claims)
 
     async def _verify_jwks(self, token: str) -> dict[str, Any]:
@@ -94,19 +108,41 @@ class TokenVerifier:
         return self._decode(token, key, [algorithm])
 
     def _decode(self, token: str, key: Any, algorithms: list[str]) -> dict[str, Any]:
-        options: dict[str, Any] = {"require": ["exp", "sub"]}
-        if self._audience is None:
-            options["verify_aud"] = False
+        # The audience is checked by `_check_audience`: PyJWT knows only `aud`, not Cognito's `client_id`.
+        options: dict[str, Any] = {"require": ["exp", "sub"], "verify_aud": False}
         claims: dict[str, Any] = jwt.decode(
             token,
             key,
             algorithms=algorithms,
-            audience=self._audience,
             issuer=self._issuer,
             leeway=LEEWAY_SECONDS,
             options=options,  # type: ignore[arg-type]  # PyJWT's Options TypedDict
         )
         return claims
+
+    def _check_audience(self, claims: dict[str, Any]) -> None:
+        """`AUTH_AUDIENCE` against `aud`, or against `client_id` when the token has no `aud` (Cognito access
+        tokens name their app client there)."""
+        if self._audience is None:
+            return
+        if "aud" in claims:
+            audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
+        else:
+            audiences = [claims.get("client_id")]
+        if self._audience not in audiences:
+            raise Unauthorized("The token is not valid (it was issued for another audience).")
+
+    def _check_lifetime(self, claims: dict[str, Any]) -> None:
+        """Refuse a token valid for longer than `AUTH_MAX_TOKEN_LIFETIME_SECONDS`, from its `iat` or, without
+        one, from now."""
+        expires = claims["exp"]
+        issued = claims.get("iat")
+        start = issued if isinstance(issued, (int, float)) else time.time()
+        if expires - start > self._max_lifetime:
+            raise Unauthorized(
+                f"The token's lifetime exceeds the longest accepted ({self._max_lifetime} s); "
+                "ask your identity provider for shorter-lived tokens."
+            )
 
 
 def _identity(claims: dict[str, Any]) -> Identity:

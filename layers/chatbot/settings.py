@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     auth_jwks_url: str | None = None
     auth_issuer: str | None = None
     auth_audience: str | None = None
+    # A key withdrawn from the JWKS stops being trusted at the next refresh of the cached key set.
+    auth_jwks_cache_seconds: float = Field(default=300, gt=0)
+    # Longer-lived tokens are refused: a stolen one must not work for months.
+    auth_max_token_lifetime_seconds: int = Field(default=86400, gt=0)
 
     cors_allow_origins: str = ""
 

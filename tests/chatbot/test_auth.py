@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import anyio
 import jwt
 import pytest
 from chatbot.auth import Identity, TokenVerifier, bearer_token
@@ -15,7 +16,7 @@ from chatbot.settings import Settings
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.fakes.jwks import serve_jwks
+from tests.fakes.jwks import serve_jwks, serve_key_set
 
 SECRET = "s3cret-for-tests-only-0123456789abcdef"
 
@@ -142,3 +143,78 @@ async def test_hs256_signed_with_the_jwks_public_key_is_refused(jwks_verifier: T
     forged = (signing_input + b"." + jwt.utils.base64url_encode(signature)).decode()
     with pytest.raises(Unauthorized):
         await jwks_verifier.verify(forged)
+
+
+# --- Token lifetime and key rotation (hardening review) ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        pytest.param(
+            valid_claims(iat=int(time.time()), exp=int(time.time()) + 100 * 365 * 86400), id="a-century"
+        ),
+        pytest.param(valid_claims(exp=int(time.time()) + 86400 + 3600), id="no-iat-expiring-in-25-hours"),
+        pytest.param(
+            valid_claims(iat=int(time.time()) - 86400, exp=int(time.time()) + 600), id="25-hours-in-all"
+        ),
+    ],
+)
+async def test_a_token_valid_for_longer_than_the_longest_lifetime_is_refused(
+    verifier: TokenVerifier, claims: dict[str, Any]
+) -> None:
+    with pytest.raises(Unauthorized, match="lifetime"):
+        await verifier.verify(hs256(claims))
+
+
+async def test_the_longest_token_lifetime_is_configurable() -> None:
+    verifier = TokenVerifier(Settings(auth_jwt_secret=SECRET, auth_max_token_lifetime_seconds=3600))
+    now = int(time.time())
+    assert await verifier.verify(hs256(valid_claims(iat=now, exp=now + 3600)))
+    with pytest.raises(Unauthorized, match="lifetime"):
+        await verifier.verify(hs256(valid_claims(iat=now, exp=now + 3601 + 60)))
+
+
+async def test_a_key_withdrawn_from_the_jwks_stops_being_trusted_at_the_next_refresh() -> None:
+    with serve_key_set() as keys:
+        keys.publish((KEY.public_key(), "key-1"))
+        verifier = TokenVerifier(
+            Settings(
+                auth_jwks_url=keys.url,
+                auth_issuer=ISSUER,
+                auth_audience=AUDIENCE,
+                auth_jwks_cache_seconds=0.2,
+            )
+        )
+        token = rs256(jwks_claims())
+        assert await verifier.verify(token) == Identity("user_alice", "org_acme")
+        keys.publish((OTHER_KEY.public_key(), "key-2"))  # key-1 withdrawn (it leaked)
+        # Bounded: within a few refresh intervals the withdrawn key must be refused.
+        with anyio.fail_after(5):
+            while True:
+                try:
+                    await verifier.verify(token)
+                except Unauthorized:
+                    break
+                await anyio.sleep(0.05)
+        assert await verifier.verify(rs256(jwks_claims(), key=OTHER_KEY, kid="key-2"))
+
+
+async def test_the_key_set_is_cached_between_refreshes() -> None:
+    with serve_key_set() as keys:
+        keys.publish((KEY.public_key(), "key-1"))
+        verifier = TokenVerifier(Settings(auth_jwks_url=keys.url, auth_issuer=ISSUER, auth_audience=AUDIENCE))
+        for _ in range(5):
+            await verifier.verify(rs256(jwks_claims()))
+        assert keys.fetches == 1
+
+
+async def test_without_aud_a_token_is_checked_by_its_client_id_as_cognito_access_tokens_carry_it(
+    jwks_verifier: TokenVerifier,
+) -> None:
+    claims = {k: v for k, v in jwks_claims().items() if k != "aud"}
+    assert await jwks_verifier.verify(rs256({**claims, "client_id": AUDIENCE}))
+    with pytest.raises(Unauthorized):
+        await jwks_verifier.verify(rs256({**claims, "client_id": "another-app"}))
+    with pytest.raises(Unauthorized):
+        await jwks_verifier.verify(rs256(claims))
