@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from functools import cached_property
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from .permissions import DEFAULT_ROLE_TABLE, RoleTable
 
 
 class Settings(BaseSettings):
@@ -60,6 +63,14 @@ class Settings(BaseSettings):
     auth_jwks_cache_seconds: float = Field(default=300, gt=0)
     # Longer-lived tokens are refused: a stolen one must not work for months.
     auth_max_token_lifetime_seconds: int = Field(default=86400, gt=0)
+    # Identity from the host: which claim names the active organization, where the role comes from
+    # (`membership`: the membership record, read at every request; `claim`: the verified token's
+    # AUTH_ROLE_CLAIM), and the role table (`CHATBOT_ROLES`, JSON; replaces the built-in one as a whole).
+    auth_org_claim: str = Field(default="org_id", min_length=1, max_length=256)
+    auth_role_claim: str | None = Field(default=None, min_length=1, max_length=256)
+    chatbot_role_source: Literal["membership", "claim"] = "membership"
+    # NoDecode: the validator below parses the JSON itself, so a mistake is reported by entry.
+    chatbot_roles: Annotated[dict[str, dict[str, list[str]]] | None, NoDecode] = None
 
     cors_allow_origins: str = ""
 
@@ -72,6 +83,36 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value: object) -> object:
         # An empty line in a .env (`ANTHROPIC_API_KEY=`) means "not configured", not "the empty key".
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("auth_role_claim", mode="before")
+    @classmethod
+    def _blank_claim_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("chatbot_roles", mode="before")
+    @classmethod
+    def _role_table(cls, value: Any) -> Any:
+        """`CHATBOT_ROLES` checked entry by entry (the error names the bad one); unset or blank: built-in."""
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        RoleTable.parse(value)
+        return json.loads(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _role_claim_with_claim_source(self) -> Settings:
+        # No default claim: a bare `role` is often a platform-wide role (Better Auth's admin plugin), not the
+        # member's role in the organization, so the host has to name it.
+        if self.chatbot_role_source == "claim" and self.auth_role_claim is None:
+            raise ValueError(
+                "CHATBOT_ROLE_SOURCE=claim needs AUTH_ROLE_CLAIM: the name of the token claim that holds the "
+                "member's role in the active organization (e.g. the one your definePayload sets)"
+            )
+        return self
+
+    @cached_property
+    def roles(self) -> RoleTable:
+        """The role table in force: `CHATBOT_ROLES`, or the built-in one."""
+        return RoleTable(self.chatbot_roles) if self.chatbot_roles is not None else DEFAULT_ROLE_TABLE
 
     @property
     def enabled(self) -> bool:
