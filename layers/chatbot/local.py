@@ -102,11 +102,22 @@ async def dev_token(request: Request) -> Response:
     user = next((u for u in _demo_users() if u["user_id"] == user_id), None)
     if user is None:
         raise InvalidRequest("user_id must be one of the demo users.")
-    secret = request.app.state.services.settings.auth_jwt_secret
+    settings = request.app.state.services.settings
+    secret = settings.auth_jwt_secret
     if secret is None:
         raise Forbidden("Development tokens need AUTH_JWT_SECRET (HS256); this server verifies with JWKS.")
     now = int(time.time())
-    claims = {"sub": user["user_id"], "org_id": user["org_id"], "iat": now, "exp": now + DEV_TOKEN_SECONDS}
+    # Shaped as configured, so the demo also runs with a host's claim names and roles from the token.
+    claims: dict[str, Any] = {
+        "sub": user["user_id"],
+        settings.auth_org_claim: user["org_id"],
+        "name": user["name"],
+        "email": user["email"],
+        "iat": now,
+        "exp": now + DEV_TOKEN_SECONDS,
+    }
+    if settings.auth_role_claim:
+        claims[settings.auth_role_claim] = user["role"]
     token = jwt.encode(claims, secret.get_secret_value(), algorithm="HS256")
     return JSONResponse({"token": token, "expires_at": claims["exp"]})
 

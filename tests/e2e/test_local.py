@@ -6,7 +6,7 @@ import jwt
 from chatbot.app import create_app
 from chatbot.settings import Settings
 
-from tests.e2e.conftest import SECRET, LiveServer
+from tests.e2e.conftest import SECRET, LiveServer, ServerFactory
 
 
 async def test_demo_users_and_their_tokens_let_the_page_chat_as_them(server: LiveServer) -> None:
@@ -27,6 +27,19 @@ async def test_demo_users_and_their_tokens_let_the_page_chat_as_them(server: Liv
         minted["expires_at"],
     )
     assert (await server.message("hi", token=minted["token"])).status == 200
+
+
+async def test_demo_tokens_follow_the_configured_organization_and_role_claims(
+    start_server: ServerFactory,
+) -> None:
+    server = start_server(auth_org_claim="tenant", chatbot_role_source="claim", auth_role_claim="org_role")
+    async with server.client() as client:
+        minted = (await client.post("/api/dev/token", json={"user_id": "user_erin"})).json()
+        usage = await client.get("/api/chatbot/usage", headers=server.auth(minted["token"]))
+    claims = jwt.decode(minted["token"], SECRET, algorithms=["HS256"])
+    assert (claims["tenant"], claims["org_role"], claims["name"]) == ("org_acme", "viewer", "Erin Evans")
+    assert "org_id" not in claims
+    assert usage.status_code == 200 and usage.json()["role"] == "viewer"
 
 
 async def test_tokens_are_only_minted_for_demo_users(server: LiveServer) -> None:
