@@ -50,6 +50,11 @@ def build_services(settings: Settings, dynamodb: Any) -> Services:
     verifier = TokenVerifier(settings)
     if not verifier.configured:
         logger.warning("neither AUTH_JWT_SECRET nor AUTH_JWKS_URL is set: every token will be refused")
+    if settings.auth_role_claim and settings.chatbot_role_source == "membership":
+        logger.warning(
+            "AUTH_ROLE_CLAIM is set but CHATBOT_ROLE_SOURCE=membership: roles come from the membership "
+            "records and the token's role claim is ignored (set CHATBOT_ROLE_SOURCE=claim to use it)"
+        )
     appdata = AppData(dynamodb, settings.app_table, settings.roles)
     redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
     return Services(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -10,6 +11,8 @@ from chatbot.auth import Identity
 from chatbot.callers import Callers
 from chatbot.errors import Forbidden
 from chatbot.permissions import DEFAULT_ROLE_TABLE, RoleTable
+from chatbot.services import build_services
+from chatbot.settings import Settings
 
 from tests.fakes.dynamodb import APP_TABLE
 
@@ -96,3 +99,16 @@ async def test_the_membership_source_grants_what_chatbot_roles_says_for_the_reco
     assert bob.role == "member" and bob.permissions == {"member:read"}
     alice = await membership(appdata, EDITORS).of(Identity("user_alice", "org_acme"))
     assert alice.role == "admin" and alice.permissions == frozenset()
+
+
+def test_a_role_claim_with_the_membership_source_is_ignored_with_a_warning_at_startup(
+    dynamodb: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        services = build_services(Settings(auth_role_claim="org_role"), dynamodb)
+    assert "the token's role claim is ignored" in caplog.text
+    assert services.settings.chatbot_role_source == "membership"
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        build_services(Settings(auth_role_claim="org_role", chatbot_role_source="claim"), dynamodb)
+    assert "role claim is ignored" not in caplog.text
