@@ -98,6 +98,7 @@ class ModelCall:
     async def events(self) -> AsyncGenerator[Event, None]:
         """The call's `text` events, then its `usage` event. Leaving early (a cancel, the deadline) closes the
         upstream connection, so generation stops; the meter keeps what the call is charged."""
+        self.meter.sending()
         try:
             async with await self.client.messages.create(**self.params, stream=True) as stream:
                 async for raw in stream:
@@ -112,12 +113,22 @@ class ModelCall:
                 raise UpstreamError("The model's answer was cut off.")
             self.answer.content()  # a malformed tool input fails here, charged as what it is
         except MODEL_CALL_ERRORS as exc:
+            if _refused_unread(exc):
+                self.meter.sending(False)
             yield event("usage", **self.meter.report().as_dict())
             raise upstream_error(exc) from exc
         except UpstreamError:
             yield event("usage", **self.meter.report().as_dict())
             raise
         yield event("usage", **self.meter.report().as_dict())
+
+
+def _refused_unread(exc: BaseException) -> bool:
+    """Whether the model service refused the call before reading it (an error status, or no connection at
+    all), so it consumed no input."""
+    if isinstance(exc, anthropic.APIStatusError):
+        return True
+    return isinstance(exc, anthropic.APIConnectionError) and isinstance(exc.__cause__, httpx2.ConnectError)
 
 
 @dataclass

@@ -332,3 +332,25 @@ async def test_wait_until_is_bounded() -> None:
     except AssertionError:
         return
     raise AssertionError("wait_until did not give up")
+
+
+async def test_a_cancel_before_the_model_answers_still_charges_the_estimated_input(
+    server: LiveServer, fake_anthropic: FakeAnthropic
+) -> None:
+    # Found in review: cancelling a long prompt before `message_start` was charged 0 tokens and freed the
+    # lock at once, so a prompt could be processed again and again at no cost to the quota.
+    fake_anthropic.enqueue(Reply.text("never seen").with_delay(0.0, latency=5.0))
+    prompt = "spend my quota " * 500
+    token = server.token()
+    async with server.streaming(prompt, token=token) as (client, events):
+        assert (await anext(events) or {})["type"] == "conversation"
+        await fake_anthropic.wait_for_requests_async(1)
+        cancel = await client.post("/api/chatbot/cancel", headers=server.auth(token))
+        assert cancel.json() == {"cancelled": True}
+        rest = [e async for e in events if e is not None]
+    assert rest[-1] == {"type": "done", "stop_reason": "cancelled", "iterations": 1}
+    [usage] = [e for e in rest if e["type"] == "usage"]
+    assert usage["input_tokens"] >= len(prompt.encode())
+    async with server.client() as client:
+        report = (await client.get("/api/chatbot/usage", headers=server.auth(token))).json()
+    assert report["tiers"]["user"]["used"] == sum(usage[k] for k in usage if k != "type")
