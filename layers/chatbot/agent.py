@@ -33,6 +33,7 @@ from .meter import Meter
 from .permissions import Caller
 from .settings import Settings
 from .tools import Toolbox, ToolResult
+from .unicode import well_formed
 from .usage import estimate_input_tokens
 
 # What the panel shows of a tool's result; the model always gets the whole (already size-capped) result.
@@ -106,7 +107,7 @@ class ModelCall:
                     self.answer = accumulate(raw, self.answer)
                     self.meter.streamed(self.answer.streamed_bytes - seen)
                     if raw.type == "content_block_delta" and raw.delta.type == "text_delta":
-                        yield event("text", text=raw.delta.text)
+                        yield event("text", text=well_formed(raw.delta.text))
                     elif raw.type in ("message_start", "message_delta"):
                         self.meter.observe(self.answer.usage, complete=self.answer.complete)
             if not self.answer.complete:
