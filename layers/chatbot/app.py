@@ -124,6 +124,8 @@ def _routes(settings: Settings) -> list[BaseRoute]:
 
 def _middleware(settings: Settings) -> list[Middleware]:
     middleware = [Middleware(RequestIdMiddleware)]
+    if settings.chatbot_local:
+        middleware.append(Middleware(local.LoopbackHostMiddleware))
     if settings.cors_origins:
         middleware.append(
             Middleware(
