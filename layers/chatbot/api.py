@@ -16,7 +16,7 @@ from .agent import Request as TurnRequest
 from .agent import Turn
 from .approval import PendingCall
 from .auth import Identity, bearer_token
-from .chat import CLEANUP_SECONDS, ChatStream, journal_lost
+from .chat import ChatStream, journal_lost
 from .context import Message
 from .conversations import Conversation, view
 from .errors import ChatbotDisabled, ChatbotError, Forbidden, InvalidRequest, Unavailable
@@ -134,7 +134,9 @@ async def _prepared(
     this request, not the previous one."""
     settings = services.settings
     lifetime = (
-        settings.chatbot_request_timeout_seconds + CLEANUP_SECONDS + settings.chatbot_stream_retention_seconds
+        settings.chatbot_request_timeout_seconds
+        + settings.cleanup_seconds
+        + settings.chatbot_stream_retention_seconds
     )
 
     async def open_journal() -> bool:
@@ -290,7 +292,7 @@ async def get_stream(request: Request) -> Response:
         after,
         first,
         keepalive_seconds=settings.chatbot_keepalive_seconds,
-        follow_seconds=settings.chatbot_request_timeout_seconds + CLEANUP_SECONDS,
+        follow_seconds=settings.chatbot_request_timeout_seconds + settings.cleanup_seconds,
     )
 
 

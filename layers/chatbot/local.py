@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import seed
 from .errors import ChatbotError, Forbidden, InvalidRequest
@@ -30,6 +31,33 @@ from .settings import Settings
 
 FRONTEND_DIR = Path(os.environ.get("CHATBOT_FRONTEND_DIR", Path(__file__).resolve().parents[2] / "frontend"))
 DEV_TOKEN_SECONDS = 3600
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]"})
+
+
+class LoopbackHostMiddleware:
+    """Local mode answers only requests addressed to a loopback name. A web page that rebinds its own DNS name
+    to 127.0.0.1 reaches the server under that name, so refusing other `Host`s keeps it from minting demo
+    tokens and spending the developer's API key."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not _is_loopback(Request(scope).headers.get("host", "")):
+            refusal = InvalidRequest(
+                "This development server answers only requests addressed to 127.0.0.1, localhost or [::1]."
+            )
+            await JSONResponse(refusal.body(), status_code=refusal.status)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether a `Host` header (with or without a port) names the loopback interface."""
+    name = host.strip().lower()
+    # "[::1]:3000" keeps its brackets; "localhost:3000" drops its port.
+    name = name[: name.find("]") + 1] if name.startswith("[") else name.partition(":")[0]
+    return name in LOOPBACK_HOSTS
 
 
 def _free_port() -> int:

@@ -31,6 +31,7 @@ from .appdata import AppData, Member
 from .approval import generic_summary
 from .errors import AppDataError, Unavailable
 from .permissions import Caller, Role
+from .unicode import well_formed
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,10 @@ class ToolResult:
     is_error: bool
     content: str  # text for the model (JSON text for structured results)
     status: str = ""
+
+    def __post_init__(self) -> None:
+        # A tool's text comes from outside (a stored name, a remote server): keep it encodable.
+        object.__setattr__(self, "content", well_formed(self.content))
 
     @property
     def outcome(self) -> str:

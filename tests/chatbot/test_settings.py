@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from chatbot.app import create_app
+from chatbot.errors import ConfigurationError
 from chatbot.permissions import DEFAULT_ROLE_TABLE
 from chatbot.settings import Settings
 
@@ -90,16 +91,21 @@ def test_a_malformed_chatbot_roles_refuses_to_start_naming_the_entry(monkeypatch
 
 
 @pytest.mark.parametrize("role_claim", [None, "", "  "])
-def test_the_claim_role_source_without_a_role_claim_refuses_to_start(
+async def test_the_claim_role_source_without_a_role_claim_refuses_to_start(
     monkeypatch: pytest.MonkeyPatch, role_claim: str | None
 ) -> None:
     monkeypatch.setenv("CHATBOT_ROLE_SOURCE", "claim")
     if role_claim is not None:
         monkeypatch.setenv("AUTH_ROLE_CLAIM", role_claim)
-    with pytest.raises(ValueError, match="CHATBOT_ROLE_SOURCE=claim needs AUTH_ROLE_CLAIM"):
-        Settings()
-    with pytest.raises(ValueError, match="CHATBOT_ROLE_SOURCE=claim needs AUTH_ROLE_CLAIM"):
-        create_app()
+    settings = Settings(auth_jwt_secret="s" * 32)
+    assert [p for p in settings.problems() if "AUTH_ROLE_CLAIM" in p] == [
+        "CHATBOT_ROLE_SOURCE=claim needs AUTH_ROLE_CLAIM: the name of the token claim that holds the member's "
+        "role in the active organization (e.g. the one your definePayload sets)."
+    ]
+    app = create_app(settings)
+    with pytest.raises(ConfigurationError, match="CHATBOT_ROLE_SOURCE=claim needs AUTH_ROLE_CLAIM"):
+        async with app.router.lifespan_context(app):
+            pass
 
 
 def test_an_unknown_role_source_or_an_empty_organization_claim_refuses_to_start(

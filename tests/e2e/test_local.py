@@ -59,3 +59,21 @@ async def test_the_demo_page_is_served_at_the_root(server: LiveServer) -> None:
 def test_deployed_mode_serves_no_dev_routes() -> None:
     routes = {getattr(r, "path", "") for r in create_app(Settings(chatbot_local=False)).routes}
     assert "/api/dev/token" not in routes and "/" not in routes and "/static" not in routes
+
+
+async def test_the_local_server_refuses_a_host_that_is_not_loopback(server: LiveServer) -> None:
+    # Found in review: after a DNS rebind, a web page at evil.example could mint demo tokens and spend the
+    # developer's real API key through the local server.
+    async with server.client() as client:
+        minted = await client.post(
+            "/api/dev/token", json={"user_id": "user_alice"}, headers={"host": "evil.example:3000"}
+        )
+        health = await client.get("/healthz", headers={"host": "evil.example"})
+        allowed = [
+            (await client.get("/healthz", headers={"host": host})).status_code
+            for host in ("127.0.0.1:3000", "localhost", "LOCALHOST:8080", "[::1]:3000")
+        ]
+    assert minted.status_code == 400 and health.status_code == 400
+    body = minted.json()
+    assert body["error"] == "invalid_request" and "localhost" in body["message"]
+    assert allowed == [200, 200, 200, 200]
