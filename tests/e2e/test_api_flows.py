@@ -206,14 +206,20 @@ async def test_the_loop_stops_after_ten_model_calls(
 async def test_spent_user_quota_gets_429_with_tier_limit_used_and_retry_after(
     start_server: ServerFactory, fake_anthropic: FakeAnthropic
 ) -> None:
-    server = start_server(chatbot_daily_token_limit_user=100)
+    # The first answer is cut at the max_tokens the limit leaves it, which spends the day: whatever the
+    # prompt's size, what is left then is less than the next prompt.
+    server = start_server(chatbot_daily_token_limit_user=8000)
+    fake_anthropic.enqueue(Reply.text("word " * 4000))
+    first = await server.message("hi")
+    assert first.status == 200 and first.last["stop_reason"] == "max_tokens"
+    charged = sum(sum(v for k, v in e.items() if k != "type") for e in first.of("usage"))
     stream = await server.message("hi")
     assert stream.status == 429 and stream.error_body is not None
     body = stream.error_body
-    assert body["error"] == "limit_exceeded" and body["tier"] == "user" and body["limit"] == 100
-    assert body["used"] == 0 and body["resets_at"].endswith("T00:00:00Z")
+    assert body["error"] == "limit_exceeded" and body["tier"] == "user" and body["limit"] == 8000
+    assert body["used"] == charged and body["resets_at"].endswith("T00:00:00Z")
     assert 0 < int(stream.headers["retry-after"]) <= 86400
-    assert fake_anthropic.message_requests == []
+    assert len(fake_anthropic.message_requests) == 1
     # Nothing was left behind: the lock is free (another refusal, not a 409).
     assert (await server.message("hi")).status == 429
 
