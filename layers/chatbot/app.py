@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import api, credentials, local
+from . import api, credentials, local, snapshot
 from .aws import dynamodb_client
 from .errors import ChatbotError, InternalError, for_status
 from .observability import RequestMetrics, log_context, logger
@@ -91,6 +91,10 @@ def _lifespan(settings: Settings) -> Callable[[Starlette], AbstractAsyncContextM
                 await local.prepare_tables(dynamodb, effective)
             services = build_services(effective, dynamodb)
             app.state.services = services
+            # Under SnapStart this process may be resumed from a snapshot: renew what it shared (snapshot.py).
+            app.state.restore_watch = (
+                snapshot.restore_watch(dynamodb, services.anthropic) if snapshot.snapstart() else None
+            )
             await stack.enter_async_context(services.toolbox)
             stack.push_async_callback(services.lock.aclose)
             stack.push_async_callback(services.journal.aclose)
@@ -122,7 +126,7 @@ def _routes(settings: Settings) -> list[BaseRoute]:
 
 
 def _middleware(settings: Settings) -> list[Middleware]:
-    middleware = [Middleware(RequestIdMiddleware)]
+    middleware = [Middleware(RequestIdMiddleware), Middleware(snapshot.RestoreMiddleware)]
     if settings.cors_origins:
         middleware.append(
             Middleware(
