@@ -2,8 +2,8 @@
 
 The restore is simulated: `ForgetfulProxy.forget()` makes the endpoints forget the pooled connections
 (their clients are not told, as a restored process is not), and the wall clock jumps against the
-monotonic one. What Lambda's own restore does to the clocks cannot be observed here (docs/DEPLOY notes in
-README.md)."""
+monotonic one. What Lambda's own restore does to the clocks cannot be observed here (README.md,
+"SnapStart")."""
 
 from __future__ import annotations
 
