@@ -93,7 +93,9 @@ def _lifespan(settings: Settings) -> Callable[[Starlette], AbstractAsyncContextM
             app.state.services = services
             # Under SnapStart this process may be resumed from a snapshot: renew what it shared (snapshot.py).
             app.state.restore_watch = (
-                snapshot.restore_watch(dynamodb, services.anthropic) if snapshot.snapstart() else None
+                snapshot.restore_watch(effective, dynamodb, services.anthropic)
+                if effective.snapstart
+                else None
             )
             await stack.enter_async_context(services.toolbox)
             stack.push_async_callback(services.lock.aclose)
@@ -122,7 +124,7 @@ def _routes(settings: Settings) -> list[BaseRoute]:
     ]
     if settings.chatbot_local:
         routes += local.routes()
-    return routes
+    return routes + snapshot.routes(settings)
 
 
 def _middleware(settings: Settings) -> list[Middleware]:

@@ -19,7 +19,7 @@ import pytest
 from botocore.exceptions import BotoCoreError
 from chatbot import aws
 from chatbot.settings import Settings
-from chatbot.snapshot import RestoreWatch, anthropic_renewal, aws_client_renewal, snapstart
+from chatbot.snapshot import RestoreWatch, anthropic_renewal, aws_client_renewal
 
 from tests.fakes.anthropic_api import FakeAnthropic, Reply
 from tests.fakes.tcp_proxy import ForgetfulProxy
@@ -85,13 +85,25 @@ async def test_a_restore_reseeds_random_and_renews_once(clocks: Clocks) -> None:
     assert renewed == ["renewed"] and watch.restores == 1
 
 
-def test_only_a_snapstart_sandbox_is_watched(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("AWS_LAMBDA_INITIALIZATION_TYPE", raising=False)
-    assert not snapstart()
-    monkeypatch.setenv("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand")
-    assert not snapstart()
-    monkeypatch.setenv("AWS_LAMBDA_INITIALIZATION_TYPE", "snap-start")
-    assert snapstart()
+def test_a_sandbox_is_watched_under_snapstart_or_when_the_adapters_hooks_are_configured() -> None:
+    assert not Settings().snapstart
+    assert not Settings(aws_lambda_initialization_type="on-demand").snapstart
+    assert Settings(aws_lambda_initialization_type="snap-start").snapstart
+    assert Settings(aws_lwa_snapstart_after_restore_path="/snapstart/after-restore").snapstart
+
+
+async def test_the_after_restore_hook_renews_and_the_clock_check_does_not_renew_again(clocks: Clocks) -> None:
+    renewed: list[str] = []
+
+    async def renew() -> None:
+        renewed.append("renewed")
+
+    watch = _watch(clocks, renew)
+    await watch.before_checkpoint()
+    clocks.restore(stored_for=600)
+    await watch.after_restore()
+    assert await watch.check() is False
+    assert renewed == ["renewed", "renewed"] and watch.restores == 1
 
 
 class _KeepAliveDynamoDB(BaseHTTPRequestHandler):

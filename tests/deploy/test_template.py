@@ -325,25 +325,25 @@ def test_the_function_is_told_its_own_timeout() -> None:
             "us-east-1",
             "aws",
             "x86_64",
-            "arn:aws:lambda:us-east-1:753240598075:layer:LambdaAdapterLayerX86:26",
+            "arn:aws:lambda:us-east-1:753240598075:layer:LambdaAdapterLayerX86:30",
         ),
         (
             "eu-west-1",
             "aws",
             "arm64",
-            "arn:aws:lambda:eu-west-1:753240598075:layer:LambdaAdapterLayerArm64:26",
+            "arn:aws:lambda:eu-west-1:753240598075:layer:LambdaAdapterLayerArm64:30",
         ),
         (
             "cn-north-1",
             "aws-cn",
             "x86_64",
-            "arn:aws-cn:lambda:cn-north-1:041581134020:layer:LambdaAdapterLayerX86:26",
+            "arn:aws-cn:lambda:cn-north-1:041581134020:layer:LambdaAdapterLayerX86:30",
         ),
         (
             "cn-northwest-1",
             "aws-cn",
             "x86_64",
-            "arn:aws-cn:lambda:cn-northwest-1:069767869989:layer:LambdaAdapterLayerX86:26",
+            "arn:aws-cn:lambda:cn-northwest-1:069767869989:layer:LambdaAdapterLayerX86:30",
         ),
     ],
 )
@@ -354,9 +354,10 @@ def test_the_web_adapter_layer_comes_from_the_account_publishing_it_in_that_regi
     assert arn in layers, layers
 
 
-# Lambda Web Adapter v1.0.0-rc1 (February 2026) is published as layer version 26: its README and
-# docs/guide/src/getting-started/zip-packages.md. Raise both together after checking a newer release.
-WEB_ADAPTER_RELEASE, WEB_ADAPTER_LAYER_VERSION = "v1.0.0-rc1", 26
+# Lambda Web Adapter v1.1.0 (September 2026, github.com/aws/aws-lambda-web-adapter pull request 871) is
+# published as layer version 30, in the commercial and both China regions; it is the first release with
+# the SnapStart hooks (pull request 837). Raise both together after reading a newer release's notes.
+WEB_ADAPTER_RELEASE, WEB_ADAPTER_LAYER_VERSION = "v1.1.0", 30
 
 
 def test_the_web_adapter_layer_version_defaults_to_the_release_checked() -> None:
@@ -374,6 +375,14 @@ def test_snapstart_is_off_by_default_and_applies_to_published_versions_behind_th
     # SAM creates the version, the alias and puts the function URL on the alias.
     assert function["AutoPublishAlias"] == "live"
     assert function["FunctionUrlConfig"]["InvokeMode"] == "RESPONSE_STREAM"
+
+
+def test_with_snapstart_the_adapter_is_given_the_apps_hook_paths() -> None:
+    variables = _function({"EnableSnapStart": "true"})["Environment"]["Variables"]
+    assert variables["AWS_LWA_SNAPSTART_BEFORE_CHECKPOINT_PATH"] == "/snapstart/before-checkpoint"
+    assert variables["AWS_LWA_SNAPSTART_AFTER_RESTORE_PATH"] == "/snapstart/after-restore"
+    # Without SnapStart the app serves no hook route at all.
+    assert not {name for name in _function()["Environment"]["Variables"] if "SNAPSTART" in name}
 
 
 def _secret_statements(parameters: dict[str, str]) -> list[dict[str, Any]]:
