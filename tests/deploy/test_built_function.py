@@ -246,10 +246,14 @@ def _wait_healthy(function: RunningFunction) -> None:
 
 @pytest.fixture
 def built_function(
-    lambda_python: Path, aws_endpoint: str, deployment: Deployment, tmp_path: Path
+    lambda_python: Path,
+    aws_endpoint: str,
+    deployment: Deployment,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> Iterator[tuple[RunningFunction, FakeAnthropic]]:
     """The built run.sh serving on a free port, against moto and a fake Anthropic API that accepts only the
-    key stored in Secrets Manager."""
+    key stored in Secrets Manager. Parametrized indirectly, the parameter is more environment."""
     with FakeAnthropic(api_key=deployment.api_key) as fake:
         port = _free_port()
         env = {
@@ -275,6 +279,7 @@ def built_function(
             "AWS_ENDPOINT_URL_DYNAMODB": aws_endpoint,
             "AWS_ENDPOINT_URL_SECRETS_MANAGER": aws_endpoint,
             "ANTHROPIC_BASE_URL": fake.base_url,
+            **getattr(request, "param", {}),
         }
         log = tmp_path / "function.log"
         with log.open("wb") as out:
@@ -329,3 +334,26 @@ async def test_built_function_streams_an_answer_with_a_tool_call_to_done(
     assert result["name"] == "member_list" and not result["is_error"], result
     assert "alice@acme.test" in result["content"]
     assert stream.text == "Let me look.Alice Anders is the admin."
+
+
+SNAPSTART = {
+    # What template.yaml sets with EnableSnapStart, and what Lambda says in a SnapStart sandbox.
+    "AWS_LAMBDA_INITIALIZATION_TYPE": "snap-start",
+    "AWS_LWA_SNAPSTART_BEFORE_CHECKPOINT_PATH": "/snapstart/before-checkpoint",
+    "AWS_LWA_SNAPSTART_AFTER_RESTORE_PATH": "/snapstart/after-restore",
+}
+
+
+@pytest.mark.parametrize("built_function", [SNAPSTART], indirect=True)
+def test_the_built_function_answers_the_adapters_snapstart_hooks(
+    built_function: tuple[RunningFunction, FakeAnthropic],
+) -> None:
+    function, _ = built_function
+    # The adapter's calls: before the snapshot, after the restore, then its readiness check.
+    for path in (
+        SNAPSTART["AWS_LWA_SNAPSTART_BEFORE_CHECKPOINT_PATH"],
+        SNAPSTART["AWS_LWA_SNAPSTART_AFTER_RESTORE_PATH"],
+    ):
+        response = httpx.post(f"{function.base_url}{path}", timeout=10)
+        assert response.status_code == 204, (path, response.text, function.log.read_text())
+    assert httpx.get(f"{function.base_url}/healthz", timeout=10).status_code == 200
