@@ -12,7 +12,9 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 PY := $(VENV)/bin/python
 SAM := $(TOOLS)/sam/bin/sam
-PYTHON_RUNTIME ?= python3.11
+# The Lambda runtime and architecture the layer is built for and deployed with: the same defaults as
+# template.yaml, samconfig.toml and layers/Makefile (tests/deploy/test_runtime.py).
+PYTHON_RUNTIME ?= python3.13
 ARCHITECTURE ?= x86_64
 
 .PHONY: help run test lint test-js test-py better-auth build deploy bench soak frontend clean requirements check-requirements
@@ -78,11 +80,13 @@ check-requirements: $(UV)
 	@diff -u <(grep -v '^#' layers/requirements.txt) <($(UV_EXPORT) | grep -v '^#') \
 		|| { echo "layers/requirements.txt is out of sync with uv.lock: run 'make requirements'" >&2; exit 1; }
 
-# The layer's compiled wheels are for PYTHON_RUNTIME/ARCHITECTURE, so deploy passes the same values:
-# a layer built for 3.11 under a 3.13 function would fail at import.
-build: check-requirements $(SAM) ## sam validate --lint && sam build (PYTHON_RUNTIME=python3.11 here; the template defaults to 3.13)
+# The layer's compiled wheels are for PYTHON_RUNTIME/ARCHITECTURE (layers/Makefile has pip fetch that
+# runtime's wheels, whatever Python runs the build), so deploy passes the same values: a layer built for
+# 3.11 under a 3.13 function would fail at import.
+build: check-requirements $(SAM) ## sam validate --lint && sam build for PYTHON_RUNTIME (default python3.13)
 	SAM_CLI_TELEMETRY=0 $(SAM) validate --lint
-	SAM_CLI_TELEMETRY=0 $(SAM) build --parameter-overrides $(SAM_PARAMETERS)
+	PYTHON_RUNTIME=$(PYTHON_RUNTIME) ARCHITECTURE=$(ARCHITECTURE) PIP="$(abspath $(TOOLS)/bin/pip)" \
+		SAM_CLI_TELEMETRY=0 $(SAM) build --parameter-overrides $(SAM_PARAMETERS)
 	@# sam build unpacks wheels without compiling them and /opt is read-only in Lambda, so without .pyc files
 	@# every cold start compiles the whole layer from source (3.3 s instead of 1.9 s to import the app here:
 	@# docs/BENCHMARKS.md). unchecked-hash: valid whatever timestamps the files get in the zip. The pyc tag

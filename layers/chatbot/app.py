@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import api, credentials, local
+from . import api, credentials, local, snapshot
 from .aws import dynamodb_client
 from .errors import ChatbotError, InternalError, for_status
 from .observability import RequestMetrics, log_context, logger
@@ -92,6 +92,12 @@ def _lifespan(settings: Settings) -> Callable[[Starlette], AbstractAsyncContextM
                 await local.prepare_tables(dynamodb, effective)
             services = build_services(effective, dynamodb)
             app.state.services = services
+            # Under SnapStart this process may be resumed from a snapshot: renew what it shared (snapshot.py).
+            app.state.restore_watch = (
+                snapshot.restore_watch(effective, dynamodb, services.anthropic)
+                if effective.snapstart
+                else None
+            )
             await stack.enter_async_context(services.toolbox)
             stack.push_async_callback(services.lock.aclose)
             stack.push_async_callback(services.journal.aclose)
@@ -119,11 +125,11 @@ def _routes(settings: Settings) -> list[BaseRoute]:
     ]
     if settings.chatbot_local:
         routes += local.routes()
-    return routes
+    return routes + snapshot.routes(settings)
 
 
 def _middleware(settings: Settings) -> list[Middleware]:
-    middleware = [Middleware(RequestIdMiddleware)]
+    middleware = [Middleware(RequestIdMiddleware), Middleware(snapshot.RestoreMiddleware)]
     if settings.chatbot_local:
         middleware.append(Middleware(local.LoopbackHostMiddleware))
     if settings.cors_origins:

@@ -214,4 +214,5 @@ class ConfigurationError(RuntimeError):
 
 
 class SecretUnavailable(ConfigurationError):
-    """A configured secret has no plain-text value: the start-up must fail, not run half-configured."""
+    """A configured secret cannot be read or has no plain-text value: the start-up must fail, not run
+    half-configured."""

@@ -89,6 +89,13 @@ class Settings(BaseSettings):
     # Local mode: tables are created and seeded, development tokens are minted, the demo page is served.
     chatbot_local: bool = False
 
+    # Lambda SnapStart (snapshot.py): Lambda names how this sandbox started (`snap-start`); the Web Adapter
+    # (v1.1.0+) POSTs to these paths on the app before the snapshot and after a restore, and refuses them
+    # to outside callers.
+    aws_lambda_initialization_type: str | None = None
+    aws_lwa_snapstart_before_checkpoint_path: str | None = None
+    aws_lwa_snapstart_after_restore_path: str | None = None
+
     @field_validator("anthropic_api_key", "redis_url", "auth_jwt_secret", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
@@ -113,6 +120,15 @@ class Settings(BaseSettings):
     def roles(self) -> RoleTable:
         """The role table in force: `CHATBOT_ROLES`, or the built-in one."""
         return RoleTable(self.chatbot_roles) if self.chatbot_roles is not None else DEFAULT_ROLE_TABLE
+
+    @property
+    def snapstart(self) -> bool:
+        """Whether this process may be snapshotted and restored (Lambda SnapStart, or its hooks configured)."""
+        return (
+            self.aws_lambda_initialization_type == "snap-start"
+            or self.aws_lwa_snapstart_before_checkpoint_path is not None
+            or self.aws_lwa_snapstart_after_restore_path is not None
+        )
 
     @property
     def enabled(self) -> bool:
