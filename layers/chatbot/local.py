@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio.to_thread
 import jwt
@@ -22,12 +23,14 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import seed
 from .errors import ChatbotError, Forbidden, InvalidRequest
 from .observability import logger
 from .settings import Settings
 
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 FRONTEND_DIR = Path(os.environ.get("CHATBOT_FRONTEND_DIR", Path(__file__).resolve().parents[2] / "frontend"))
 DEV_TOKEN_SECONDS = 3600
 
@@ -81,6 +84,36 @@ async def prepare_tables(dynamodb: Any, settings: Settings) -> None:
         settings.chatbot_audit_table,
     )
     await anyio.to_thread.run_sync(seed.seed_demo_data, dynamodb, settings.app_table)
+
+
+def loopback_host(host: str | None) -> bool:
+    """Whether a `Host` header names this machine's loopback (`127.0.0.1`, `localhost`, `[::1]`, any port)."""
+    if not host:
+        return False
+    try:
+        name = urlsplit(f"//{host}").hostname
+    except ValueError:
+        return False
+    return name in LOOPBACK_HOSTS
+
+
+class LoopbackOnly:
+    """Local mode answers only requests addressed to the loopback. A web page whose name an attacker points
+    at 127.0.0.1 (DNS rebinding) sends its own name as `Host`, and is refused before any route runs."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), None)
+            if not loopback_host(host):
+                refused = Forbidden(
+                    "This local server answers only requests addressed to 127.0.0.1, localhost or [::1]."
+                )
+                await JSONResponse(refused.body(), status_code=refused.status)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _demo_users() -> list[dict[str, str]]:
