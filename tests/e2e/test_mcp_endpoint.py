@@ -8,6 +8,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import httpx2
 import pytest
 from mcp import Client, MCPError
@@ -290,3 +291,18 @@ async def test_every_401_names_the_bearer_scheme(server: LiveServer) -> None:
     async with server.client() as http:
         response = await http.get("/api/chatbot/usage")
     assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
+
+
+async def test_a_call_that_outlasts_the_tool_timeout_is_an_audited_error_result(
+    start_server: ServerFactory,
+) -> None:
+    server = start_server(chatbot_tool_timeout_seconds=0.5)
+
+    async def hangs(*args: Any, **kwargs: Any) -> Any:
+        await anyio.sleep_forever()  # the data never answers
+
+    server.services.appdata.get_organization = hangs
+    async with mcp_client(server) as client:
+        result = await client.call_tool("organization_get", {})
+    assert result.is_error and "timed out after 0.5 s" in text(result)
+    assert [(e["tool"], e["status"]) for e in await audit(server)] == [("organization_get", "error")]
