@@ -5,6 +5,7 @@ and the HTTP edge refuses what it must (no token, a foreign origin, other method
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -306,3 +307,18 @@ async def test_a_call_that_outlasts_the_tool_timeout_is_an_audited_error_result(
         result = await client.call_tool("organization_get", {})
     assert result.is_error and "timed out after 0.5 s" in text(result)
     assert [(e["tool"], e["status"]) for e in await audit(server)] == [("organization_get", "error")]
+
+
+async def test_an_unreachable_rate_store_refuses_calls_with_a_json_rpc_error(
+    start_server: ServerFactory,
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = sock.getsockname()[1]  # nothing listens there once the socket closes
+    server = start_server(redis_url=f"redis://127.0.0.1:{dead}/0")
+    async with mcp_client(server) as client:
+        assert (await client.list_tools()).tools  # listing counts nothing
+        with pytest.raises(MCPError) as refused:
+            await client.call_tool("organization_get", {})
+    assert "unreachable" in refused.value.error.message
+    assert await audit(server) == []  # the call never ran
