@@ -26,13 +26,15 @@ from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import INTERNAL_ERROR, CallToolResult, ListToolsResult, TextContent
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from .admission import membership
+from .audit import Status
 from .auth import bearer_token
 from .errors import Forbidden, RateLimited, Unauthorized, Unavailable
 from .observability import RequestMetrics, log_context
 from .permissions import Caller
+from .request import MAX_BODY_BYTES, read_body
 from .services import Services
 from .tools import PERMISSION_META_KEY, build_server, not_permitted
 
@@ -102,6 +104,8 @@ class McpEndpoint:
             json_response=True,
             stateless_http=True,
             transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+            # The API's own cap (checked first, in `__call__`): a call's input fits its audit record whole.
+            max_request_body_size=MAX_BODY_BYTES,
         )
         self._manager = self.server.session_manager
         self._permissions: dict[str, str] = {}
@@ -121,23 +125,32 @@ class McpEndpoint:
             yield
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope)
+        request = Request(scope, receive)
         if not origin_allowed(request, self._allowed_origins):
             raise Forbidden("This origin may not use the MCP endpoint; add it to CORS_ALLOW_ORIGINS.")
         services = self._services
         try:
             identity = await services.verifier.verify(bearer_token(request.headers.get("authorization")))
         except Unauthorized as exc:
-            challenge = f'Bearer resource_metadata="{base_url(request)}{METADATA_PATH}"'
-            if request.headers.get("authorization"):
-                challenge = (
-                    f'Bearer error="invalid_token", resource_metadata="{base_url(request)}{METADATA_PATH}"'
-                )
+            # RFC 6750 and 9728: say the token was refused (if one was sent) and where to learn how to get one.
+            invalid = 'error="invalid_token", ' if request.headers.get("authorization") else ""
+            challenge = f'Bearer {invalid}resource_metadata="{base_url(request)}{METADATA_PATH}"'
             raise Unauthorized(exc.message, challenge=challenge) from exc
+        # The API's size cap and its 413, before the SDK reads the body (which it then gets from here).
+        body = await read_body(request)
         caller = await membership(services.appdata, identity)
         scope.setdefault("state", {})[CALLER_STATE_KEY] = caller
+        replayed = False
+
+        async def receive_body() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
         with log_context(user_id=caller.user_id, org_id=caller.org_id):
-            await self._manager.handle_request(scope, receive, send)
+            await self._manager.handle_request(scope, receive_body, send)
 
     async def _guard(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         """The SDK middleware: the role filters the listing; a call is counted, re-checked and audited."""
@@ -173,6 +186,7 @@ class McpEndpoint:
         if not isinstance(name, str):
             return await call_next(ctx)  # not a tool call at all: the SDK says what is wrong with it
         permission = self._permissions.get(name)
+        status: Status
         if permission is not None and not caller.can(permission):
             result, status = _error(not_permitted(caller, name, permission)), "not_permitted"
         else:
@@ -187,15 +201,18 @@ class McpEndpoint:
         caller: Caller,
         name: str,
         arguments: Any,
-    ) -> tuple[CallToolResult, str]:
+    ) -> tuple[CallToolResult, Status]:
         """Run the call through the SDK within the tool timeout: its result and the audit status."""
         outcome: HandlerResult = None
+        failure: MCPError | None = None
         with anyio.move_on_after(self._timeout):
             try:
                 outcome = await call_next(ctx)
             except MCPError as exc:
-                await self._record(caller, name, arguments, "error", exc.error.message)
-                raise
+                failure = exc
+        if failure is not None:
+            await self._record(caller, name, arguments, "error", failure.error.message)
+            raise failure
         if outcome is None:
             note = "" if self._read_only(name) else " Check whether the change was applied before retrying."
             return _error(f"{name} timed out after {self._timeout:g} s.{note}"), "error"
@@ -205,7 +222,7 @@ class McpEndpoint:
     def _read_only(self, name: str) -> bool:
         return name in self._read_only_tools
 
-    async def _record(self, caller: Caller, tool: str, arguments: Any, status: Any, text: str) -> None:
+    async def _record(self, caller: Caller, tool: str, arguments: Any, status: Status, text: str) -> None:
         await self._services.audit.record(
             caller.org_id,
             user_id=caller.user_id,

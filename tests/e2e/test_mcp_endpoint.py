@@ -322,3 +322,16 @@ async def test_an_unreachable_rate_store_refuses_calls_with_a_json_rpc_error(
             await client.call_tool("organization_get", {})
     assert "unreachable" in refused.value.error.message
     assert await audit(server) == []  # the call never ran
+
+
+async def test_a_body_over_64_kib_is_413_and_nothing_runs(server: LiveServer) -> None:
+    call = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "invitation_create", "arguments": {"email": "x" * 70_000, "role": "member"}},
+    }
+    async with server.client() as http:
+        response = await http.post("/mcp", json=call, headers={**MCP_HEADERS, **server.auth()})
+    assert response.status_code == 413 and response.json()["error"] == "payload_too_large"
+    assert await audit(server) == []
