@@ -15,7 +15,7 @@ SAM := $(TOOLS)/sam/bin/sam
 PYTHON_RUNTIME ?= python3.11
 ARCHITECTURE ?= x86_64
 
-.PHONY: help run test lint test-js test-py build deploy bench soak frontend conformance clean requirements check-requirements
+.PHONY: help run test lint test-js test-py better-auth build deploy bench soak frontend conformance clean requirements check-requirements
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -48,10 +48,17 @@ lint: $(VENV)/.synced
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
+# The Better Auth host of the end-to-end identity test (tests/e2e/test_better_auth.py): the pinned npm package.
+BETTER_AUTH := tests/e2e/better_auth
+$(BETTER_AUTH)/node_modules/.package-lock.json: $(BETTER_AUTH)/package-lock.json
+	npm ci --prefix $(BETTER_AUTH) --no-audit --no-fund --loglevel=error
+
+better-auth: $(BETTER_AUTH)/node_modules/.package-lock.json
+
 test-js: frontend
 	npm test --silent --prefix frontend
 
-test-py: $(VENV)/.synced frontend conformance
+test-py: $(VENV)/.synced frontend better-auth conformance
 	@scripts/ensure-chromium
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
@@ -95,4 +102,4 @@ deploy: build ## sam deploy --guided (answers are saved in samconfig.toml)
 	$(SAM) deploy --guided --parameter-overrides $(SAM_PARAMETERS)
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .aws-sam frontend/dist frontend/node_modules tests/conformance/node_modules
+	rm -rf $(VENV) $(TOOLS) .aws-sam frontend/dist frontend/node_modules $(BETTER_AUTH)/node_modules tests/conformance/node_modules

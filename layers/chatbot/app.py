@@ -87,6 +87,7 @@ def _lifespan(settings: Settings) -> Callable[[Starlette], AbstractAsyncContextM
                 anyio.to_thread.run_sync(credentials.resolve, effective),
                 anyio.to_thread.run_sync(dynamodb_client, effective),
             )
+            effective.check()
             if effective.chatbot_local:
                 await local.prepare_tables(dynamodb, effective)
             services = build_services(effective, dynamodb)
@@ -136,7 +137,7 @@ def _routes(settings: Settings) -> list[BaseRoute]:
 def _middleware(settings: Settings) -> list[Middleware]:
     middleware = [Middleware(RequestIdMiddleware)]
     if settings.chatbot_local:
-        middleware.append(Middleware(local.LoopbackOnly))
+        middleware.append(Middleware(local.LoopbackHostMiddleware))
     if settings.cors_origins:
         middleware.append(
             Middleware(

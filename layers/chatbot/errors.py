@@ -102,6 +102,24 @@ class PayloadTooLarge(ChatbotError):
     default_message = "The request body is larger than 64 KiB."
 
 
+class RequestTooLarge(ChatbotError):
+    """Even trimmed to its minimum (system prompt, tools, the new message), the request's estimated input and a
+    useful answer exceed a tier's whole daily limit: no wait would let it through, so it is not a 429."""
+
+    code = "request_too_large"
+    status = 400
+
+    def __init__(self, tier: str, limit: int, estimated: int) -> None:
+        self.tier, self.limit, self.estimated = tier, limit, estimated
+        super().__init__(
+            f"This message is too long for the daily {tier} limit of {limit:,} tokens: with the assistant's "
+            f"instructions and tools it needs about {estimated:,}. Shorten it or split it up."
+        )
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "tier": self.tier, "limit": self.limit, "estimated": self.estimated}
+
+
 class LimitExceeded(ChatbotError):
     code = "limit_exceeded"
     status = 429
@@ -171,6 +189,7 @@ ERRORS: dict[str, type[ChatbotError]] = {
         MethodNotAllowed,
         ConcurrentRequest,
         PayloadTooLarge,
+        RequestTooLarge,
         LimitExceeded,
         RateLimited,
         ChatbotDisabled,

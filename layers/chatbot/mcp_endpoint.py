@@ -3,7 +3,7 @@ SDK's Streamable HTTP server, stateless with JSON responses (one request in, one
 Lambda), behind the same bearer token as the chat.
 
 Before the SDK sees a request, `McpEndpoint.__call__` refuses a foreign `Origin` (403), a missing or bad token
-(401 with a `WWW-Authenticate` naming the protected-resource metadata) and a caller who is no member (403),
+(401 with a `WWW-Authenticate` naming the protected-resource metadata) and a caller without a role in the organization (403),
 and puts the server-side `Caller` in the request's scope. The tools find it there (`caller_in`), never in
 anything the client sends: the in-process `_meta` caller is not honoured here. Inside the SDK, `_guard`
 filters `tools/list` to the caller's role, and for `tools/call` counts the call against the caller's rate,
@@ -28,7 +28,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 
-from .admission import membership
 from .audit import Status
 from .auth import bearer_token
 from .errors import Forbidden, RateLimited, Unauthorized, Unavailable
@@ -138,7 +137,7 @@ class McpEndpoint:
             raise Unauthorized(exc.message, challenge=challenge) from exc
         # The API's size cap and its 413, before the SDK reads the body (which it then gets from here).
         body = await read_body(request)
-        caller = await membership(services.appdata, identity)
+        caller = await services.callers.of(identity)
         scope.setdefault("state", {})[CALLER_STATE_KEY] = caller
         replayed = False
 

@@ -18,9 +18,10 @@ from .usage import Usage
 
 logger = logging.getLogger(__name__)
 
-BYTES_PER_TOKEN_ESTIMATE = 3
+BYTES_PER_OUTPUT_TOKEN_BOUND = 1
 """Streamed bytes per output token assumed for a call cut short before the API reported its final usage.
-Real text averages about four bytes a token; three charges a little more, never less."""
+Text averages about four bytes a token, but emoji and rare scripts can take a token per byte; a token is
+never less than a byte, so one byte a token cannot under-count."""
 
 
 @dataclass
@@ -33,16 +34,19 @@ class _Call:
     complete: bool = False
     streamed_bytes: int = 0
     reported: bool = False
+    sent: bool = False
 
     def charge(self) -> Usage:
-        """The API's own counts once the call completed; for a call cut short, the input it reported and output
-        estimated from the bytes streamed (or the API's count so far, whichever is more)."""
+        """The API's own counts once the call completed. For a call cut short: the input the API reported,
+        or, when it reported none but the request went out, the estimated input (the model may be reading
+        it); and output bounded from the bytes streamed (or the API's count so far, whichever is more)."""
         seen = self.reported_usage
         if self.complete:
             return seen
-        estimated_output = math.ceil(self.streamed_bytes / BYTES_PER_TOKEN_ESTIMATE)
+        estimated_output = math.ceil(self.streamed_bytes / BYTES_PER_OUTPUT_TOKEN_BOUND)
+        unreported_input = self.sent and seen.counted == seen.output_tokens
         return Usage(
-            input_tokens=seen.input_tokens,
+            input_tokens=self.estimated_input if unreported_input else seen.input_tokens,
             cache_creation_input_tokens=seen.cache_creation_input_tokens,
             cache_read_input_tokens=seen.cache_read_input_tokens,
             output_tokens=max(seen.output_tokens, estimated_output),
@@ -106,6 +110,11 @@ class Meter:
         """The API's counts for the open call so far; `complete` once its final counts arrived."""
         call = self._current()
         call.reported_usage, call.complete = usage, complete
+
+    def sending(self, sent: bool = True) -> None:
+        """Whether the open call's request went out to the model (`False` again when the API refused it
+        before reading it): a call cut short after that is charged at least its estimated input."""
+        self._current().sent = sent
 
     def streamed(self, nbytes: int) -> None:
         """`nbytes` more bytes of output (text or tool input) streamed by the open call."""

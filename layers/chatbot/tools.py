@@ -18,7 +18,7 @@ import inspect
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Annotated, Any, cast
 
 import anyio
@@ -32,7 +32,8 @@ from pydantic import Field, ValidationError
 from .appdata import AppData, Member
 from .approval import generic_summary
 from .errors import AppDataError, Unavailable
-from .permissions import Caller, Role, is_role
+from .permissions import Caller, Role
+from .unicode import well_formed
 
 logger = logging.getLogger(__name__)
 
@@ -62,27 +63,39 @@ class ToolResult:
     content: str  # text for the model (JSON text for structured results)
     status: str = ""
 
+    def __post_init__(self) -> None:
+        # A tool's text comes from outside (a stored name, a remote server): keep it encodable.
+        object.__setattr__(self, "content", well_formed(self.content))
+
     @property
     def outcome(self) -> str:
         """`ok`, `error`, `not_permitted` or `declined`: the status the audit trail and the views record."""
         return self.status or ("error" if self.is_error else "ok")
 
 
+_CALLER_TEXT = ("user_id", "org_id", "role", "name", "email", "org_name")
+
+
 def caller_meta(caller: Caller) -> RequestParamsMeta:
-    """The request `_meta` that tells the server who is calling."""
-    return cast(RequestParamsMeta, {CALLER_META_KEY: asdict(caller)})
+    """The request `_meta` that tells the server who is calling and what their role may do (as resolved by
+    the configured role source and table)."""
+    described: dict[str, Any] = {name: getattr(caller, name) for name in _CALLER_TEXT}
+    described["permissions"] = sorted(caller.permissions)
+    return cast(RequestParamsMeta, {CALLER_META_KEY: described})
 
 
 def caller_from_meta(ctx: Context) -> Caller:
     """The caller our client put in the request `_meta`; a request without a valid one is refused."""
     meta = ctx.request_context.meta or {}
     raw = meta.get(CALLER_META_KEY)
-    names = [f.name for f in fields(Caller)]
-    if not isinstance(raw, dict) or not all(isinstance(raw.get(name, ""), str) for name in names):
+    if not isinstance(raw, dict) or not all(isinstance(raw.get(name, ""), str) for name in _CALLER_TEXT):
         raise ToolError("No caller identity on this request.")
-    if not raw.get("user_id") or not raw.get("org_id") or not is_role(raw.get("role")):
+    permissions = raw.get("permissions")
+    if not isinstance(permissions, list) or not all(isinstance(p, str) for p in permissions):
         raise ToolError("No caller identity on this request.")
-    return Caller(**{name: raw.get(name, "") for name in names})
+    if not raw.get("user_id") or not raw.get("org_id") or not raw.get("role"):
+        raise ToolError("No caller identity on this request.")
+    return Caller(**{name: raw.get(name, "") for name in _CALLER_TEXT}, granted=frozenset(permissions))
 
 
 def not_permitted(caller: Caller, name: str, permission: str) -> str:

@@ -109,6 +109,38 @@ async def test_a_call_cut_short_is_charged_its_input_and_its_streamed_output(led
     assert ledger.settled == [(ledger.reserved[0], charge)]
 
 
+async def test_a_call_cut_short_after_its_request_went_out_is_charged_at_least_its_estimated_input(
+    ledger: Ledger,
+) -> None:
+    meter = meter_of(ledger)
+    await meter.reserve(12_000, 4096)
+    meter.sending()
+    await meter.close()
+    assert [usage for _, usage in ledger.settled] == [Usage(input_tokens=12_000)]
+
+
+async def test_a_call_the_model_service_refused_unread_is_charged_nothing(ledger: Ledger) -> None:
+    meter = meter_of(ledger)
+    await meter.reserve(12_000, 4096)
+    meter.sending()
+    meter.sending(False)
+    await meter.close()
+    assert [usage for _, usage in ledger.settled] == [Usage()]
+
+
+async def test_output_cut_short_is_charged_a_token_per_streamed_byte_so_emoji_cannot_under_count(
+    ledger: Ledger,
+) -> None:
+    meter = meter_of(ledger)
+    await meter.reserve(1000, 4096)
+    meter.sending()
+    meter.observe(Usage(input_tokens=700, output_tokens=1), complete=False)
+    emoji = "\U0001f600" * 50  # 200 bytes; a tokenizer may spend a token on each byte
+    meter.streamed(len(emoji.encode()))
+    charge = meter.unreported()
+    assert charge == Usage(input_tokens=700, output_tokens=200)
+
+
 async def test_a_completed_call_is_charged_exactly_what_the_api_reported(ledger: Ledger) -> None:
     meter = meter_of(ledger)
     await meter.reserve(1000, 4096)

@@ -6,7 +6,7 @@ import asyncio
 import json
 
 from tests.e2e.conftest import LiveServer, ServerFactory, wait_until
-from tests.fakes.anthropic_api import RECORDED_STREAMS, FakeAnthropic, Reply
+from tests.fakes.anthropic_api import RECORDED_STREAMS, FakeAnthropic, Reply, ToolCall
 
 FIXTURES = RECORDED_STREAMS
 READ_TOOLS = ["member_get", "member_list", "organization_get"]
@@ -332,3 +332,47 @@ async def test_wait_until_is_bounded() -> None:
     except AssertionError:
         return
     raise AssertionError("wait_until did not give up")
+
+
+async def test_a_cancel_before_the_model_answers_still_charges_the_estimated_input(
+    server: LiveServer, fake_anthropic: FakeAnthropic
+) -> None:
+    # Found in review: cancelling a long prompt before `message_start` was charged 0 tokens and freed the
+    # lock at once, so a prompt could be processed again and again at no cost to the quota.
+    fake_anthropic.enqueue(Reply.text("never seen").with_delay(0.0, latency=5.0))
+    prompt = "spend my quota " * 500
+    token = server.token()
+    async with server.streaming(prompt, token=token) as (client, events):
+        assert (await anext(events) or {})["type"] == "conversation"
+        await fake_anthropic.wait_for_requests_async(1)
+        cancel = await client.post("/api/chatbot/cancel", headers=server.auth(token))
+        assert cancel.json() == {"cancelled": True}
+        rest = [e async for e in events if e is not None]
+    assert rest[-1] == {"type": "done", "stop_reason": "cancelled", "iterations": 1}
+    [usage] = [e for e in rest if e["type"] == "usage"]
+    assert usage["input_tokens"] >= len(prompt.encode())
+    async with server.client() as client:
+        report = (await client.get("/api/chatbot/usage", headers=server.auth(token))).json()
+    assert report["tiers"]["user"]["used"] == sum(usage[k] for k in usage if k != "type")
+
+
+async def test_lone_surrogates_from_the_model_end_the_stream_cleanly_and_charge_what_was_reported(
+    server: LiveServer, fake_anthropic: FakeAnthropic
+) -> None:
+    # Found in review: a tool input holding "\ud800" crashed the SSE encoder and the token estimate; the
+    # client got a broken stream with no final event and the call's reservation was never settled.
+    fake_anthropic.enqueue(
+        Reply.message("Looking up \ud800 now.", ToolCall("member_get", raw_json='{"user_id": "\\ud800"}')),
+        Reply.text("No such member \udfff."),
+    )
+    token = server.token()
+    stream = await server.message("find \U0001f600", token=token)
+    assert stream.status == 200
+    assert stream.last["type"] == "done", stream.events
+    assert "\ufffd" in stream.text and "No such member" in stream.text
+    [call] = stream.of("tool_use")
+    assert call["input"] == {"user_id": "\ufffd"}
+    charged = sum(e[k] for e in stream.of("usage") for k in e if k != "type")
+    async with server.client() as client:
+        report = (await client.get("/api/chatbot/usage", headers=server.auth(token))).json()
+    assert report["tiers"]["user"]["used"] == charged

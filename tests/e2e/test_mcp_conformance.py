@@ -76,4 +76,4 @@ def test_the_mcp_endpoint_passes_the_scenarios_of_a_stateless_tools_only_server(
     listed = next(check for check in results["tools-list"][2] if check["id"] == "tools-list")
     assert listed["details"]["toolCount"] == 8  # type: ignore[index]  # the admin's whole list, so the token arrived
     rebinding = {str(check["id"]): check["details"] for check in results["dns-rebinding-protection"][2]}
-    assert rebinding["localhost-host-rebinding-rejected"]["statusCode"] == 403  # type: ignore[index]
+    assert rebinding["localhost-host-rebinding-rejected"]["statusCode"] == 400  # type: ignore[index]

@@ -223,17 +223,20 @@ async def test_a_foreign_origin_is_403_and_allowed_or_own_origins_pass(start_ser
     )  # before the token is looked at
 
 
-async def test_a_non_loopback_host_is_refused_in_local_mode(server: LiveServer) -> None:
+async def test_a_rebound_host_is_refused_in_local_mode_before_the_token_counts(server: LiveServer) -> None:
     async with server.client() as http:
         rebound = await http.post(
             "/mcp",
             json=INITIALIZE,
             headers={**MCP_HEADERS, **server.auth(), "host": "evil.example", "origin": "http://evil.example"},
         )
-        health = await http.get("/healthz", headers={"host": "evil.example"})
-        local = await http.get("/healthz", headers={"host": f"localhost:{server.port}"})
-    assert rebound.status_code == 403 and rebound.json()["error"] == "forbidden"
-    assert health.status_code == 403 and local.status_code == 200
+        local = await http.post(
+            "/mcp",
+            json=INITIALIZE,
+            headers={**MCP_HEADERS, **server.auth(), "host": f"localhost:{server.port}"},
+        )
+    assert rebound.status_code == 400 and rebound.json()["error"] == "invalid_request"
+    assert local.status_code == 200
 
 
 async def test_get_and_delete_are_405(server: LiveServer) -> None:
