@@ -338,3 +338,19 @@ async def test_a_body_over_64_kib_is_413_and_nothing_runs(server: LiveServer) ->
         response = await http.post("/mcp", json=call, headers={**MCP_HEADERS, **server.auth()})
     assert response.status_code == 413 and response.json()["error"] == "payload_too_large"
     assert await audit(server) == []
+
+
+async def test_with_roles_from_the_token_no_membership_record_is_needed(start_server: ServerFactory) -> None:
+    server = start_server(chatbot_role_source="claim", auth_role_claim="org_role")
+    token = server.token("user_zed", "org_acme", org_role="viewer")  # no membership record for user_zed
+    http = httpx2.AsyncClient(headers=server.auth(token))
+    async with http, Client(streamable_http_client(f"{server.base_url}/mcp", http_client=http)) as client:
+        names = sorted(t.name for t in (await client.list_tools()).tools)
+        members = await client.call_tool("member_list", {})
+        refused = await client.call_tool("invitation_create", {"email": "ivy@acme.test", "role": "member"})
+    assert names == READS and "alice@acme.test" in text(members)
+    assert refused.is_error and "Not permitted" in text(refused)
+    assert [(e["tool"], e["status"], e["user_id"]) for e in await audit(server)] == [
+        ("invitation_create", "not_permitted", "user_zed"),
+        ("member_list", "ok", "user_zed"),
+    ]
