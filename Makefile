@@ -17,7 +17,7 @@ SAM := $(TOOLS)/sam/bin/sam
 PYTHON_RUNTIME ?= python3.13
 ARCHITECTURE ?= x86_64
 
-.PHONY: help run test lint test-js test-py better-auth build deploy bench soak frontend clean requirements check-requirements
+.PHONY: help run test lint test-js test-py better-auth build deploy bench soak frontend conformance clean requirements check-requirements
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -35,6 +35,12 @@ frontend/node_modules/.package-lock.json: frontend/package-lock.json
 
 frontend: frontend/node_modules/.package-lock.json ## Build the chat sheet bundle (frontend/dist)
 	npm run --silent --prefix frontend build
+
+# The MCP conformance suite and the Node 22 it needs (Debian's node is 20), both pinned in its lockfile.
+tests/conformance/node_modules/.package-lock.json: tests/conformance/package-lock.json
+	npm ci --prefix tests/conformance --no-audit --no-fund --loglevel=error
+
+conformance: tests/conformance/node_modules/.package-lock.json
 
 run: $(VENV)/.synced frontend ## Serve the demo app on http://127.0.0.1:3000 (reads .env)
 	$(PY) -m chatbot.local
@@ -54,7 +60,7 @@ better-auth: $(BETTER_AUTH)/node_modules/.package-lock.json
 test-js: frontend
 	npm test --silent --prefix frontend
 
-test-py: $(VENV)/.synced frontend better-auth
+test-py: $(VENV)/.synced frontend better-auth conformance
 	@scripts/ensure-chromium
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
@@ -100,4 +106,4 @@ deploy: build ## sam deploy --guided (answers are saved in samconfig.toml)
 	$(SAM) deploy --guided --parameter-overrides $(SAM_PARAMETERS)
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .aws-sam frontend/dist frontend/node_modules $(BETTER_AUTH)/node_modules
+	rm -rf $(VENV) $(TOOLS) .aws-sam frontend/dist frontend/node_modules $(BETTER_AUTH)/node_modules tests/conformance/node_modules

@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import api, credentials, local, snapshot
+from . import api, credentials, local, mcp_endpoint, snapshot
 from .aws import dynamodb_client
 from .errors import ChatbotError, InternalError, for_status
 from .observability import RequestMetrics, log_context, logger
@@ -101,6 +101,10 @@ def _lifespan(settings: Settings) -> Callable[[Starlette], AbstractAsyncContextM
             await stack.enter_async_context(services.toolbox)
             stack.push_async_callback(services.lock.aclose)
             stack.push_async_callback(services.journal.aclose)
+            stack.push_async_callback(services.mcp_rate.aclose)
+            if effective.chatbot_mcp_endpoint:
+                app.state.mcp = mcp_endpoint.McpEndpoint(services)
+                await stack.enter_async_context(app.state.mcp.run())
             if services.anthropic is not None:
                 stack.push_async_callback(services.anthropic.close)
             yield
@@ -123,6 +127,14 @@ def _routes(settings: Settings) -> list[BaseRoute]:
         Route("/api/chatbot/audit", api.get_audit, methods=["GET"]),
         Route("/healthz", api.healthz, methods=["GET"]),
     ]
+    if settings.chatbot_mcp_endpoint:
+        routes += [
+            # GET (a server-to-client stream) and DELETE (ending a session) do not apply to a stateless
+            # server: the routing answers them 405.
+            Route(mcp_endpoint.PATH, mcp_endpoint.serve, methods=["POST"]),
+            Route(mcp_endpoint.METADATA_PATH, mcp_endpoint.metadata, methods=["GET"]),
+            Route(mcp_endpoint.METADATA_PATH + mcp_endpoint.PATH, mcp_endpoint.metadata, methods=["GET"]),
+        ]
     if settings.chatbot_local:
         routes += local.routes()
     return routes + snapshot.routes(settings)
@@ -138,8 +150,8 @@ def _middleware(settings: Settings) -> list[Middleware]:
                 CORSMiddleware,
                 allow_origins=settings.cors_origins,
                 allow_methods=["GET", "POST", "PATCH", "DELETE"],
-                allow_headers=["authorization", "content-type", "last-event-id"],
-                expose_headers=["x-request-id", "retry-after"],
+                allow_headers=["authorization", "content-type", "last-event-id", "mcp-protocol-version"],
+                expose_headers=["x-request-id", "retry-after", "www-authenticate"],
                 max_age=600,
             )
         )

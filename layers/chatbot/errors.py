@@ -48,6 +48,29 @@ class Unauthorized(ChatbotError):
     status = 401
     default_message = "A valid bearer token is required."
 
+    def __init__(self, message: str | None = None, *, challenge: str = "Bearer") -> None:
+        super().__init__(message)
+        self.challenge = challenge
+
+    def headers(self) -> dict[str, str]:
+        # RFC 6750: a 401 names the scheme it wants; the MCP endpoint adds where to find the sign-in.
+        return {"WWW-Authenticate": self.challenge}
+
+
+class RateLimited(ChatbotError):
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, limit: int, retry_after: int) -> None:
+        self.limit, self.retry_after = limit, retry_after
+        super().__init__(f"Too many tool calls: at most {limit} a minute; retry in {retry_after} s.")
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "limit": self.limit, "retry_after": self.retry_after}
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
 
 class Forbidden(ChatbotError):
     code = "forbidden"
@@ -168,6 +191,7 @@ ERRORS: dict[str, type[ChatbotError]] = {
         PayloadTooLarge,
         RequestTooLarge,
         LimitExceeded,
+        RateLimited,
         ChatbotDisabled,
         Unavailable,
         UpstreamError,

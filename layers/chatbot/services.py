@@ -18,6 +18,7 @@ from .journal import Journal, create_journal
 from .lock import RequestLock, create_lock
 from .observability import logger
 from .quota import QuotaLedger
+from .ratelimit import CallRate
 from .settings import Settings
 from .tools import Toolbox
 
@@ -37,6 +38,8 @@ class Services:
     audit: AuditLog
     journal: Journal
     anthropic: AsyncAnthropic | None
+    mcp_rate: CallRate
+    """Each user's tool calls through the MCP endpoint in the last minute."""
     clock: Callable[[], float] = field(default=time.time)
     """Wall-clock time (epoch seconds) for deadlines users see, such as an approval's."""
 
@@ -81,4 +84,5 @@ def build_services(settings: Settings, dynamodb: Any) -> Services:
             if settings.anthropic_api_key is not None
             else None
         ),
+        mcp_rate=CallRate(settings.chatbot_mcp_calls_per_minute, redis_url),
     )

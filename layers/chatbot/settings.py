@@ -85,6 +85,10 @@ class Settings(BaseSettings):
 
     cors_allow_origins: str = ""
 
+    # The built-in tools as an MCP server at `POST /mcp`, and how many tool calls a user may make through it.
+    chatbot_mcp_endpoint: bool = True
+    chatbot_mcp_calls_per_minute: int = Field(default=60, ge=1, le=100_000)
+
     port: int = 3000
     # Local mode: tables are created and seeded, development tokens are minted, the demo page is served.
     chatbot_local: bool = False

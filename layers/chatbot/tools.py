@@ -5,6 +5,8 @@ identity travels in the request's `_meta` (set by `Toolbox.call` from the server
 the model's arguments), and the organization is always the caller's own: no tool takes an organization.
 Every tool declares its permission in its MCP `_meta`; the listing is filtered by it, and it is checked
 both in `Toolbox.call` and again inside the server before the tool body runs.
+A server reached by other clients (the MCP endpoint) passes its own `caller_of`, which must take the caller
+from the authenticated request, never from anything the client sends.
 """
 
 from __future__ import annotations
@@ -288,13 +290,18 @@ TOOLS: tuple[ToolSpec, ...] = (
 """The built-in tools (README, "Tools")."""
 
 
-def _bound(spec: ToolSpec, data: AppData) -> Callable[..., Awaitable[str]]:
+CallerOf = Callable[[Context], Caller]
+"""How a tool finds who is calling: from the request `_meta` our own in-process client sets
+(`caller_from_meta`), or, for a server other clients reach, from the authenticated request."""
+
+
+def _bound(spec: ToolSpec, data: AppData, caller_of: CallerOf) -> Callable[..., Awaitable[str]]:
     """`spec`'s handler as an MCP tool function: it takes the request `Context` in place of the data and
     the caller, refuses a caller whose role lacks the permission, and turns refusals into tool errors.
     Its signature (without the first two parameters) is what the SDK makes the input schema from."""
 
     async def run(ctx: Context, **arguments: Any) -> str:
-        caller = caller_from_meta(ctx)
+        caller = caller_of(ctx)
         if not caller.can(spec.permission):
             raise ToolError(not_permitted(caller, spec.name, spec.permission))
         try:
@@ -312,12 +319,13 @@ def _bound(spec: ToolSpec, data: AppData) -> Callable[..., Awaitable[str]]:
     return run
 
 
-def build_server(data: AppData) -> MCPServer:
-    """The MCP server with the built-in tools, each bound to `data`."""
+def build_server(data: AppData, caller_of: CallerOf = caller_from_meta) -> MCPServer:
+    """The MCP server with the built-in tools, each bound to `data`, each checking the permission of the
+    caller `caller_of` finds before it runs."""
     server: MCPServer = MCPServer("chatbot-app", instructions="Tools over the caller's own organization.")
     for spec in TOOLS:
         server.add_tool(
-            _bound(spec, data),
+            _bound(spec, data, caller_of),
             name=spec.name,
             description=spec.description,
             annotations=spec.annotations,
