@@ -77,6 +77,7 @@ async def post_message(request: Request) -> Response:
                 resources,
                 conversation_id=payload.conversation_id,
                 budget=settings.chatbot_context_token_budget,
+                tracer=services.tracer,
             )
             caller = admitted.caller
             history: list[Message]
@@ -90,7 +91,7 @@ async def post_message(request: Request) -> Response:
                 conversation, history = admitted.loaded.conversation, admitted.loaded.history
                 pending = admitted.loaded.pending
             decided, declined = await _decisions(services, payload, conversation, pending)
-            meter = Meter(services.ledger, caller.user_id, caller.org_id)
+            meter = Meter(services.ledger, caller.user_id, caller.org_id, services.tracer)
             resources.push_async_callback(meter.close)
             turn = Turn(
                 client=services.anthropic,
@@ -98,7 +99,9 @@ async def post_message(request: Request) -> Response:
                 meter=meter,
                 settings=settings,
                 caller=caller,
-                request=TurnRequest(request_id, conversation.id, services.audit, services.clock),
+                request=TurnRequest(
+                    request_id, conversation.id, services.audit, services.clock, tracer=services.tracer
+                ),
                 history=history,
                 text=payload.message,
                 decisions=decided,

@@ -7,6 +7,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING
 
 import anyio
 from starlette.applications import Starlette
@@ -21,9 +22,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from . import api, credentials, local
 from .aws import dynamodb_client
 from .errors import ChatbotError, InternalError, for_status
-from .observability import RequestMetrics, log_context, logger
+from .observability import NO_TRACER, RequestMetrics, log_context, logger
 from .services import build_services
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from .tracing import Tracing
 
 REQUEST_ID_HEADER = "x-request-id"
 
@@ -73,7 +77,9 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send_with_id)
 
 
-def _lifespan(settings: Settings) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+def _lifespan(
+    settings: Settings, tracing: Tracing | None
+) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
     """Start-up and shut-down: the per-process clients, created once and closed in reverse order."""
 
     @contextlib.asynccontextmanager
@@ -89,7 +95,9 @@ def _lifespan(settings: Settings) -> Callable[[Starlette], AbstractAsyncContextM
             )
             if effective.chatbot_local:
                 await local.prepare_tables(dynamodb, effective)
-            services = build_services(effective, dynamodb)
+            if tracing is not None:
+                stack.callback(tracing.shutdown)
+            services = build_services(effective, dynamodb, tracing.tracer if tracing else NO_TRACER)
             app.state.services = services
             await stack.enter_async_context(services.toolbox)
             stack.push_async_callback(services.lock.aclose)
@@ -121,8 +129,10 @@ def _routes(settings: Settings) -> list[BaseRoute]:
     return routes
 
 
-def _middleware(settings: Settings) -> list[Middleware]:
-    middleware = [Middleware(RequestIdMiddleware)]
+def _middleware(settings: Settings, tracing: Tracing | None) -> list[Middleware]:
+    # Tracing outermost, so the request's span covers everything the app does for it.
+    middleware = [Middleware(tracing.middleware)] if tracing is not None else []
+    middleware.append(Middleware(RequestIdMiddleware))
     if settings.cors_origins:
         middleware.append(
             Middleware(
@@ -137,13 +147,20 @@ def _middleware(settings: Settings) -> list[Middleware]:
     return middleware
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
-    """The ASGI app: the same object runs under uvicorn locally, in tests and in Lambda (via LWA)."""
+def create_app(settings: Settings | None = None, tracing: Tracing | None = None) -> Starlette:
+    """The ASGI app: the same object runs under uvicorn locally, in tests and in Lambda (via LWA).
+
+    With `CHATBOT_TRACING` on (or `tracing` given, as tests do) requests are traced; otherwise the tracing
+    module and the OpenTelemetry SDK are never imported, and cold starts do not pay for them."""
     settings = settings or Settings()
+    if tracing is None and settings.chatbot_tracing:
+        from .tracing import Tracing
+
+        tracing = Tracing()
     return Starlette(
         routes=_routes(settings),
-        middleware=_middleware(settings),
-        lifespan=_lifespan(settings),
+        middleware=_middleware(settings, tracing),
+        lifespan=_lifespan(settings, tracing),
         exception_handlers={
             ChatbotError: on_chatbot_error,
             HTTPException: on_http_error,

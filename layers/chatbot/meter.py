@@ -12,7 +12,10 @@ import logging
 import math
 from dataclasses import dataclass, field
 
+from opentelemetry.trace import Tracer
+
 from .errors import LimitExceeded, Unavailable
+from .observability import NO_TRACER
 from .quota import QuotaLedger, Reservation
 from .usage import Usage
 
@@ -52,8 +55,9 @@ class _Call:
 class Meter:
     """Reservation → charge → settle for the model calls of one request of `user_id` in `org_id`."""
 
-    def __init__(self, ledger: QuotaLedger, user_id: str, org_id: str) -> None:
+    def __init__(self, ledger: QuotaLedger, user_id: str, org_id: str, tracer: Tracer = NO_TRACER) -> None:
         self._ledger = ledger
+        self._tracer = tracer
         self._user_id, self._org_id = user_id, org_id
         self._open: _Call | None = None
         self._calls = 0
@@ -85,14 +89,15 @@ class Meter:
             raise RuntimeError("the meter is closed")
         previous = self._open
         try:
-            reservation = await self._ledger.reserve(
-                self._user_id,
-                self._org_id,
-                estimated_input=estimated_input,
-                max_tokens=max_tokens,
-                first=self._calls == 0,
-                settle=(previous.reservation, previous.charge()) if previous else None,
-            )
+            with self._tracer.start_as_current_span("ledger reserve"):
+                reservation = await self._ledger.reserve(
+                    self._user_id,
+                    self._org_id,
+                    estimated_input=estimated_input,
+                    max_tokens=max_tokens,
+                    first=self._calls == 0,
+                    settle=(previous.reservation, previous.charge()) if previous else None,
+                )
         except LimitExceeded:
             # The ledger records the settle it carried before refusing.
             self._settle_locally(previous)
@@ -134,7 +139,8 @@ class Meter:
         if call is None:
             return
         try:
-            await self._ledger.settle(call.reservation, call.charge())
+            with self._tracer.start_as_current_span("ledger settle"):
+                await self._ledger.settle(call.reservation, call.charge())
         except Unavailable:
             return
         finally:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from anthropic import AsyncAnthropic
+from opentelemetry.trace import Tracer
 
 from .appdata import AppData
 from .audit import AuditLog
@@ -15,7 +16,7 @@ from .auth import TokenVerifier
 from .conversations import ConversationStore
 from .journal import Journal, create_journal
 from .lock import RequestLock, create_lock
-from .observability import logger
+from .observability import NO_TRACER, logger
 from .quota import QuotaLedger
 from .settings import Settings
 from .tools import Toolbox
@@ -37,9 +38,11 @@ class Services:
     anthropic: AsyncAnthropic | None
     clock: Callable[[], float] = field(default=time.time)
     """Wall-clock time (epoch seconds) for deadlines users see, such as an approval's."""
+    tracer: Tracer = NO_TRACER
+    """Spans of the steps that wait on something (`tracing.py`); a no-op unless tracing is on."""
 
 
-def build_services(settings: Settings, dynamodb: Any) -> Services:
+def build_services(settings: Settings, dynamodb: Any, tracer: Tracer = NO_TRACER) -> Services:
     """Create the per-process clients (the Toolbox is entered by the lifespan)."""
     if not settings.enabled:
         logger.warning(
@@ -73,4 +76,5 @@ def build_services(settings: Settings, dynamodb: Any) -> Services:
             if settings.anthropic_api_key is not None
             else None
         ),
+        tracer=tracer,
     )

@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     chatbot_approval: Literal["writes", "destructive", "none"] = "writes"
     chatbot_approval_ttl_seconds: int = Field(default=900, ge=1)
     chatbot_stream_retention_seconds: int = Field(default=600, ge=1)
+    # OpenTelemetry spans joined to Lambda's X-Ray trace (tracing.py); off: the SDK is never imported.
+    chatbot_tracing: bool = False
     aws_endpoint_url_dynamodb: str | None = None
     aws_region: str = Field(default="us-east-1", validation_alias="AWS_REGION")
 
