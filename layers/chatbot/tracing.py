@@ -93,8 +93,10 @@ class TracingMiddleware:
             if route is not None and hasattr(route, "path"):
                 # The route's template, not the path: one name for every conversation id.
                 span.update_name(f"{scope['method']} {route.path}")
+            sampled = span.is_recording()
             span.end()
-            await self.tracing.flush()
+            if sampled:  # nothing to hand over for a request Lambda did not sample (health checks among them)
+                await self.tracing.flush()
 
         async def traced_send(message: Message) -> None:
             if message["type"] == "http.response.start":
