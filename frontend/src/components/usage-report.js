@@ -1,5 +1,6 @@
 // ChatbotUsageReport: the organization's usage for a range of days — a bar chart of tokens per day (a small
-// SVG, its content also said in words), a table of people by tokens, and the date range picker.
+// SVG, its content also said in words), a table of people by tokens, and the date range picker. Hidden from
+// a caller who may not see it.
 import { h, icon } from "../dom.js";
 import { bars, chartSummary, formatCount, formatDay } from "../report.js";
 
@@ -53,14 +54,12 @@ export class ChatbotUsageReport {
     this.problem = h("p", { id: `${id}-problem`, class: "cb-report-problem", role: "alert", hidden: true });
     this.status = h("p", { class: "cb-activity-status", role: "status" });
     this.error = h("div", { class: "cb-error", role: "alert", hidden: true }, h("div", { class: "cb-error-text" }, h("strong", { text: "Couldn't load the usage" }), h("span", { text: "Check your connection and try again." })), h("button", { type: "button", class: "cb-retry", onclick: () => onRange(this.from.value, this.to.value) }, icon("retry"), "Try again"));
-    this.forbidden = h("p", { class: "cb-activity-forbidden", role: "alert", hidden: true, text: "Only owners and admins can see the usage." });
     this.content = h("div", { class: "cb-report-content" });
     this.el = h(
       "section",
       { class: "cb-activity cb-report", "aria-labelledby": `${id}-heading`, "aria-busy": "false" },
       h("div", { class: "cb-activity-header" }, this.heading, form),
       this.problem,
-      this.forbidden,
       this.status,
       this.error,
       this.content,
@@ -76,7 +75,8 @@ export class ChatbotUsageReport {
     this.problem.textContent = problem ?? "";
     this.problem.hidden = !problem;
     for (const input of [this.from, this.to]) input.setAttribute("aria-invalid", String(Boolean(problem)));
-    this.forbidden.hidden = !forbidden;
+    // Not for the caller: the section goes, and the audit trail beside it says whom it is for.
+    this.el.hidden = Boolean(forbidden);
     this.error.hidden = !error;
     this.status.textContent = loading ? "Loading…" : "";
     this.status.hidden = !loading;
