@@ -312,6 +312,8 @@ class Turn:
     ) -> None:
         async with results:
             result = await self.toolbox.call(self.caller, call.name, call.input)
+            if result.outcome in ("ok", "error"):
+                self.meter.tool_ran()  # it ran (refused calls did not): the usage report counts it
             await self._record(call.name, call.input, result, approved=approved)
             # The turn may have been stopped while this call ran: then nobody waits for its result.
             with contextlib.suppress(anyio.BrokenResourceError):
