@@ -335,6 +335,8 @@ class Turn:
             with self.request.tracer.start_as_current_span(f"tool {call.name}") as span:
                 result = await self.toolbox.call(self.caller, call.name, call.input)
                 span.set_attribute("tool.outcome", result.outcome)
+            if result.outcome in ("ok", "error"):
+                self.meter.tool_ran()  # it ran (refused calls did not): the usage report counts it
             await self._record(call.name, call.input, result, approved=approved)
             # The turn may have been stopped while this call ran: then nobody waits for its result.
             with contextlib.suppress(anyio.BrokenResourceError):

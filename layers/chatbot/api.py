@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from . import approval, paging
+from . import approval, paging, report
 from .admission import admit, concurrently, membership, succeeded
 from .agent import Request as TurnRequest
 from .agent import Turn
@@ -183,6 +183,14 @@ async def get_usage(request: Request) -> Response:
     caller = await membership(services.appdata, await _identify(request))
     report = await services.ledger.report(caller.user_id, caller.org_id)
     return JSONResponse({**report, "role": caller.role, "permissions": sorted(caller.permissions)})
+
+
+async def get_usage_report(request: Request) -> Response:
+    """The organization's usage by day and by user over a range of days (owners and admins)."""
+    services = _services(request)
+    caller = await _caller(request, "usage:read")
+    span = report.parse_range(dict(request.query_params), services.ledger.today())
+    return JSONResponse(await report.organization_report(services.ledger, services.appdata, caller, span))
 
 
 async def get_status(request: Request) -> Response:

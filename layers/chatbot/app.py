@@ -115,6 +115,7 @@ def _routes(settings: Settings) -> list[BaseRoute]:
         Route("/api/chatbot/message", api.post_message, methods=["POST"]),
         Route("/api/chatbot/cancel", api.post_cancel, methods=["POST"]),
         Route("/api/chatbot/usage", api.get_usage, methods=["GET"]),
+        Route("/api/chatbot/usage/report", api.get_usage_report, methods=["GET"]),
         Route("/api/chatbot/status", api.get_status, methods=["GET"]),
         Route("/api/chatbot/conversations", api.list_conversations, methods=["GET"]),
         Route(conversation, api.get_conversation, methods=["GET"]),

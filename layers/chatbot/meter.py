@@ -63,6 +63,7 @@ class Meter:
         self._calls = 0
         self._settled = Usage()
         self._closed = False
+        self._tool_calls = 0  # tool calls that ran and are not recorded yet
 
     @property
     def limits(self) -> dict[str, int]:
@@ -97,11 +98,13 @@ class Meter:
                     max_tokens=max_tokens,
                     first=self._calls == 0,
                     settle=(previous.reservation, previous.charge()) if previous else None,
+                    tool_calls=self._tool_calls,
                 )
         except LimitExceeded:
             # The ledger records the settle it carried before refusing.
             self._settle_locally(previous)
             raise
+        self._tool_calls = 0
         self._settle_locally(previous)
         self._open = _Call(reservation, estimated_input)
         self._calls += 1
@@ -111,6 +114,10 @@ class Meter:
         """The API's counts for the open call so far; `complete` once its final counts arrived."""
         call = self._current()
         call.reported_usage, call.complete = usage, complete
+
+    def tool_ran(self) -> None:
+        """One more tool call ran (for the usage report); recorded with the request's next write."""
+        self._tool_calls += 1
 
     def streamed(self, nbytes: int) -> None:
         """`nbytes` more bytes of output (text or tool input) streamed by the open call."""
@@ -140,7 +147,7 @@ class Meter:
             return
         try:
             with self._tracer.start_as_current_span("ledger settle"):
-                await self._ledger.settle(call.reservation, call.charge())
+                await self._ledger.settle(call.reservation, call.charge(), tool_calls=self._tool_calls)
         except Unavailable:
             return
         finally:

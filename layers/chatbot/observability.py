@@ -73,3 +73,10 @@ class RequestMetrics:
             return
         self._flushed = True
         self._metrics.flush_metrics(raise_on_empty_metrics=False)
+
+
+def gauge(name: str, percent: float) -> None:
+    """Emit one percentage reading of `name` now (e.g. how full the global tier is)."""
+    metrics = EphemeralMetrics(namespace=NAMESPACE, service=SERVICE)
+    metrics.add_metric(name=name, unit=MetricUnit.Percent, value=round(percent, 2))
+    metrics.flush_metrics(raise_on_empty_metrics=False)

@@ -58,7 +58,9 @@ def build_services(settings: Settings, dynamodb: Any, tracer: Tracer = NO_TRACER
         verifier=verifier,
         appdata=appdata,
         lock=create_lock(redis_url, settings.chatbot_lock_ttl_seconds),
-        ledger=QuotaLedger(dynamodb, settings.chatbot_usage_table, settings.daily_limits()),
+        ledger=QuotaLedger(
+            dynamodb, settings.chatbot_usage_table, settings.daily_limits(), layouts=settings.quota_layouts
+        ),
         toolbox=Toolbox(
             appdata,
             timeout_seconds=settings.chatbot_tool_timeout_seconds,

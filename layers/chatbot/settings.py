@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .shards import Layouts
+
 
 class Settings(BaseSettings):
     """Every variable of the README's configuration table, with its default. Secrets are `SecretStr` so they
@@ -28,6 +30,9 @@ class Settings(BaseSettings):
     chatbot_daily_token_limit_user: int = Field(default=50_000, ge=0)
     chatbot_daily_token_limit_organization: int = Field(default=1_000_000, ge=0)
     chatbot_daily_token_limit_global: int = Field(default=1_000_000, ge=0)
+    # The quota counters' shard layouts over time: `YYYY-MM-DD:<global>/<organization>` entries, each from
+    # its UTC day on (see shards.py); empty = one item per tier. Date a new entry at least a day ahead.
+    chatbot_quota_shards: str = ""
 
     chatbot_lock_ttl_seconds: float = Field(default=300, gt=0)
     chatbot_request_timeout_seconds: float = Field(default=240, gt=0)
@@ -74,6 +79,17 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value: object) -> object:
         # An empty line in a .env (`ANTHROPIC_API_KEY=`) means "not configured", not "the empty key".
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("chatbot_quota_shards")
+    @classmethod
+    def _valid_layouts(cls, value: str) -> str:
+        Layouts.parse(value)  # raises ValueError naming the bad entry
+        return value
+
+    @cached_property
+    def quota_layouts(self) -> Layouts:
+        """`CHATBOT_QUOTA_SHARDS`, parsed."""
+        return Layouts.parse(self.chatbot_quota_shards)
 
     @property
     def enabled(self) -> bool:
