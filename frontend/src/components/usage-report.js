@@ -111,7 +111,7 @@ export class ChatbotUsageReport {
           { class: "cb-activity-scroll", tabindex: "0", role: "region", "aria-label": "People by tokens, table" },
           h(
             "table",
-            { class: "cb-activity-table cb-report-table" },
+            { class: "cb-report-table" },
             h("caption", { class: "cb-sr", text: `People by tokens, ${formatDay(view.from)} to ${formatDay(view.to)}` }),
             h("thead", {}, h("tr", {}, ["Person", "Tokens", "Requests", "Tool calls"].map((name) => h("th", { scope: "col", text: name })))),
             h("tbody", {}, rows),
