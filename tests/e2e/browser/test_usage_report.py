@@ -78,3 +78,15 @@ def test_an_admin_sees_todays_tokens_in_the_chart_and_people_by_tokens_and_can_p
     expect(usage.get_by_label("From", exact=True)).to_have_attribute("aria-invalid", "true")
     assert asked == []
     assert chat.errors == []
+
+
+def test_on_a_phone_the_usage_wraps_instead_of_pushing_the_page_sideways(
+    server: LiveServer, new_context: Callable[..., BrowserContext]
+) -> None:
+    context = new_context(viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True)
+    chat = ChatPage(context.new_page(), server).goto()
+    usage = chat.page.get_by_role("region", name="Usage", exact=True)
+    expect(usage.get_by_role("img", name="Tokens per day")).to_be_visible()
+    assert chat.page.evaluate("() => document.documentElement.scrollWidth") <= 360
+    box = usage.bounding_box()
+    assert box is not None and box["x"] + box["width"] <= 360
