@@ -24,9 +24,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 
-MAX_BATCH_KEYS = 100
-"""BatchGetItem's limit: today's user item and every shard of its organization and of the global tier are
-read in one batch, so together they must fit in it."""
+MAX_DAY_KEYS = 1000
+"""Today's user item and every shard of its organization and of the global tier are read in one batched
+read (100-key BatchGetItem calls sent together): at most ten calls."""
 
 _ENTRY = re.compile(r"^(\d{4}-\d{2}-\d{2}):(\d+)/(\d+)$")
 
@@ -112,10 +112,10 @@ class Layouts:
             layout = Layout(int(match.group(2)), int(match.group(3)))
             if min(layout.global_shards, layout.org_shards) < 1:
                 raise ValueError(f"{raw!r}: shard counts start at 1")
-            if 1 + layout.global_shards + layout.org_shards > MAX_BATCH_KEYS:
+            if 1 + layout.global_shards + layout.org_shards > MAX_DAY_KEYS:
                 raise ValueError(
-                    f"{raw!r}: 1 + global + organization shards must be at most {MAX_BATCH_KEYS} "
-                    "(today's counters are read in one batch)"
+                    f"{raw!r}: 1 + global + organization shards must be at most {MAX_DAY_KEYS} "
+                    "(today's counters are read in one batched read)"
                 )
             if entries and day <= entries[-1][0]:
                 raise ValueError(f"{raw!r}: entries must be in increasing date order")

@@ -54,3 +54,13 @@ def test_nonsense_numbers_are_refused_at_start(monkeypatch: pytest.MonkeyPatch, 
     monkeypatch.setenv(name, "0")
     with pytest.raises(ValueError, match=name.lower()):
         Settings()
+
+
+def test_quota_shard_layouts_are_read_and_a_malformed_one_is_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CHATBOT_QUOTA_SHARDS", "2026-12-01:64/8")
+    assert Settings().quota_layouts.entries[0][1].global_shards == 64
+    monkeypatch.setenv("CHATBOT_QUOTA_SHARDS", "2026-12-01:64")
+    with pytest.raises(ValueError, match="chatbot_quota_shards"):
+        Settings()

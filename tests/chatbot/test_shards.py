@@ -27,7 +27,7 @@ def test_a_layout_applies_from_its_day_and_days_before_the_first_entry_are_unsha
 
 @pytest.mark.parametrize(
     "text",
-    ["2026-12-01", "2026-12-01:0/4", "2026-12-01:16/4,2026-11-01:8/2", "2026-12-01:90/10", "tomorrow:4/4"],
+    ["2026-12-01", "2026-12-01:0/4", "2026-12-01:16/4,2026-11-01:8/2", "2026-12-01:990/10", "tomorrow:4/4"],
 )
 def test_a_malformed_layout_is_refused_with_the_entry_named(text: str) -> None:
     with pytest.raises(ValueError, match=r"'"):
