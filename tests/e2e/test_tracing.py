@@ -82,3 +82,23 @@ async def test_only_requests_lambda_sampled_are_recorded(
         (s.name, [c for c in children(exporter.get_finished_spans(), s)])
         for s in exporter.get_finished_spans()
     ] == [("GET /api/chatbot/usage", [])]
+
+
+async def test_a_refused_request_still_ends_its_span_with_its_status_and_the_steps_it_took(
+    start_server: ServerFactory, fake_anthropic: FakeAnthropic
+) -> None:
+    exporter = InMemorySpanExporter()
+    server = start_server(tracing=Tracing(exporter))
+    async with server.client() as client:
+        response = await client.post(
+            "/api/chatbot/message",
+            json={"message": "hi"},
+            headers={**server.auth(user="user_erin"), **trace_header(sampled=1)},
+        )
+    assert response.status_code == 403  # a viewer may not chat
+
+    spans = exporter.get_finished_spans()
+    [request] = [s for s in spans if s.kind is SpanKind.SERVER]
+    assert request.attributes is not None and request.attributes["http.response.status_code"] == 403
+    assert children(spans, request) == ["lock", "membership"]
+    assert fake_anthropic.message_requests == []
