@@ -24,7 +24,7 @@ from typing import Any
 
 import psutil
 
-from bench import harness, measure, report
+from bench import harness, measure, quota, report
 from bench.harness import ROOT
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -147,14 +147,17 @@ def main() -> None:
     parser.add_argument("--label", default="after", help="name of this run's results (before/after)")
     parser.add_argument("--quick", action="store_true", help="fewer requests (a smoke run)")
     parser.add_argument("--report-only", action="store_true", help="re-render the report from saved results")
+    parser.add_argument("--quota-only", action="store_true", help="only the usage report and the simulation")
     args = parser.parse_args()
     # A SIGTERM unwinds like an error, so the servers this run started are stopped too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     out = ROOT / "docs" / "bench"
     out.mkdir(parents=True, exist_ok=True)
-    if not args.report_only:
+    if not args.report_only and not args.quota_only:
         results = run(args.label, args.quick)
         (out / f"results-{args.label}.json").write_text(json.dumps(rounded(results), separators=(",", ":")))
+    if not args.report_only:
+        (out / "quota.json").write_text(json.dumps(rounded(quota.run(args.quick)), separators=(",", ":")))
     report.write(out)
     print(f"wrote {ROOT / 'docs' / 'BENCHMARKS.md'}", flush=True)
 

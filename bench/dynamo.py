@@ -2,8 +2,8 @@
 
 moto is a faithful but slow DynamoDB (milliseconds per call, and calls queue behind each other), so under
 concurrency it, not the app, sets the pace. This server speaks the same JSON protocol for the operations a
-chat request uses (`TransactGetItems` for the membership, `TransactWriteItems` for the usage ledger with
-its `SET ... ADD ...` updates and `attribute_not_exists(#t) OR #t <= :cap` conditions, `BatchGetItem`,
+chat request uses (`TransactGetItems` for the membership, `UpdateItem` for the usage ledger (conditions
+and updates read by `bench/expressions.py`), `TransactWriteItems` for conversations, `BatchGetItem`,
 `GetItem` for the `member_get` tool, `PutItem` for seeding, the conversation's state and the audit trail,
 `Query` of a partition for loading a conversation, `BatchWriteItem` for its messages), applies each
 request atomically (one event loop), and refuses anything else with a 400 so a gap cannot pass unnoticed. Real DynamoDB answers in a few
@@ -20,6 +20,8 @@ import re
 from typing import Any
 
 import uvicorn
+
+from bench import expressions
 
 Item = dict[str, Any]
 ITEMS: dict[tuple[str, str, str], Item] = {}
@@ -42,25 +44,10 @@ def _names(request: Item, token: str) -> str:
 
 
 def _condition_holds(item: Item | None, request: Item) -> bool:
-    expression = str(request.get("ConditionExpression") or "").strip()
-    if not expression:
-        return True
-    values = request.get("ExpressionAttributeValues", {})
-    m = re.fullmatch(r"attribute_not_exists\((\S+?)\)(?: OR (\S+) <= (\S+))?", expression)
-    if m:
-        attribute = _names(request, m.group(1))
-        if item is None or attribute not in item:
-            return True
-        if m.group(2) is None:
-            return False
-        return int(item[_names(request, m.group(2))]["N"]) <= int(values[m.group(3)]["N"])
-    m = re.fullmatch(r"attribute_exists\((\S+?)\)", expression)
-    if m:
-        return item is not None and _names(request, m.group(1)) in item
-    m = re.fullmatch(r"(\S+) = (:\w+)", expression)
-    if m:
-        return item is not None and item.get(_names(request, m.group(1))) == values[m.group(2)]
-    raise Refused("ValidationException", f"unsupported condition {expression!r}")
+    try:
+        return expressions.condition_holds(item, request)
+    except expressions.Unsupported as error:
+        raise Refused("ValidationException", str(error)) from None
 
 
 def _store(table: str, item: Item) -> None:
@@ -75,21 +62,31 @@ def _delete(table: str, key: Item) -> None:
     PARTITIONS.get(found[:2], set()).discard(found[2])
 
 
-def _apply_update(item: Item, request: Item) -> None:
-    values = request.get("ExpressionAttributeValues", {})
-    m = re.fullmatch(r"SET (.+?)(?: ADD (.+))?", request["UpdateExpression"].strip())
-    if not m:
-        raise Refused("ValidationException", f"unsupported update {request['UpdateExpression']!r}")
-    for part in m.group(1).split(","):
-        name, value = (s.strip() for s in part.split("="))
-        item[_names(request, name)] = values[value]
-    for part in (m.group(2) or "").split(","):
-        if not part.strip():
-            continue
-        name, value = part.split()
-        attribute = _names(request, name)
-        current = int(item.get(attribute, {"N": "0"})["N"])
-        item[attribute] = {"N": str(current + int(values[value]["N"]))}
+def _apply_update(item: Item, request: Item) -> list[str]:
+    try:
+        return expressions.apply_update(item, request)
+    except expressions.Unsupported as error:
+        raise Refused("ValidationException", str(error)) from None
+
+
+def update_item(body: Item) -> Item:
+    """A conditional update (the usage ledger's), answering `UPDATED_NEW` and, refused, `ALL_OLD`."""
+    key = _key(body["TableName"], body["Key"])
+    old = ITEMS.get(key)
+    if not _condition_holds(old, body):
+        extra = (
+            {"Item": old}
+            if old is not None and body.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD"
+            else {}
+        )
+        raise Refused("ConditionalCheckFailedException", "The conditional request failed", **extra)
+    if old is None:
+        _store(body["TableName"], dict(body["Key"]))
+    item = ITEMS[key]
+    touched = _apply_update(item, body)
+    if body.get("ReturnValues") == "UPDATED_NEW":
+        return {"Attributes": {name: item[name] for name in touched if name in item}}
+    return {}
 
 
 def transact_write_items(body: Item) -> Item:
@@ -182,6 +179,7 @@ def query(body: Item) -> Item:
 OPERATIONS = {
     "TransactWriteItems": transact_write_items,
     "TransactGetItems": transact_get_items,
+    "UpdateItem": update_item,
     "GetItem": get_item,
     "BatchGetItem": batch_get_item,
     "PutItem": put_item,

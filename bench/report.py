@@ -283,16 +283,29 @@ def write(out: Path) -> None:
     plot_breakdown(runs, out)
     plot_concurrency(runs, out)
     plot_cold(runs, out)
+    if (out / "quota.json").exists():
+        from bench import quota
+
+        quota.plot(json.loads((out / "quota.json").read_text()), out)
     DOC.write_text(render(runs))
 
 
 def usage_writes(step: dict[str, Any]) -> float:
     """Writes of the usage table per request (older runs did not name tables: all their transactions were)."""
     ops = step["dynamodb"]
-    named = {op: n for op, n in ops.items() if op.startswith("TransactWriteItems:")}
+    named = {op: n for op, n in ops.items() if op.startswith(("TransactWriteItems:", "UpdateItem:"))}
     if not named:
         return float(ops.get("TransactWriteItems", 0))
     return float(sum(n for op, n in named.items() if op.endswith(":ChatbotUsage")))
+
+
+def usage_write_units(step: dict[str, Any]) -> float:
+    """Write units of the usage writes per request, small items: a transactional write of an item costs 2,
+    a plain one 1 (the sharded ledger's conditional UpdateItems, one per tier)."""
+    ops = step["dynamodb"]
+    if any(op.startswith("UpdateItem:") and op.endswith(":ChatbotUsage") for op in ops):
+        return usage_writes(step)
+    return 2 * 3 * usage_writes(step)
 
 
 def _met(ok: bool) -> str:
@@ -311,7 +324,7 @@ def target_summary(runs: dict[str, dict[str, Any]]) -> str:
     k0, k3 = steps["0"], steps[max(steps, key=int)]
     p50_ok, p99_ok = ttft["paired"][50] <= 10, ttft["paired"][99] <= 30
     before_gap = f"{cold_summary(runs['before'])['gap']:+.0f} ms" if "before" in runs else "-"
-    writes_ok = all(usage_writes(k) <= k["model_calls"] + 1 for k in steps.values())
+    writes_ok = all(usage_write_units(k) <= 6 * (k["model_calls"] + 1) for k in steps.values())
     top_ok = {
         "completion": conc[top]["completion"] >= 1.0,
         "latency": conc[top]["added99"] <= 150,
@@ -336,10 +349,11 @@ def target_summary(runs: dict[str, dict[str, Any]]) -> str:
         ),
         (
             "Usage writes",
-            "one DynamoDB write per model call",
+            "one write per tier per model call (was one 3-item transaction: the same write units)",
             f"{usage_writes(k0):g} writes for 1 call, "
-            f"{usage_writes(k3):g} for {k3['model_calls']:g} (one per call + the last settle)",
-            f"{_met(writes_ok)} (+1 final settle per request)",
+            f"{usage_writes(k3):g} for {k3['model_calls']:g} (three per call + three for the last settle); "
+            f"{usage_write_units(k3):g} write units",
+            f"{_met(writes_ok)} (the scale issue traded the transaction for plain writes: docs/ARCHITECTURE.md)",
         ),
         ("Redis round trips", "-", f"{k0['redis']:g} per request whatever the tool calls", "-"),
         _cpu_row(runs),
@@ -500,8 +514,8 @@ def render(runs: dict[str, dict[str, Any]]) -> str:
         add("")
     add(
         "DynamoDB operations: `TransactGetItems` = the membership read (organization + member in one call); "
-        "`TransactWriteItems` = the usage ledger (one per model call: reserving call N+1 settles call N in "
-        "the same transaction, plus the last call's settle) and the conversation (its start, once the model "
+        "`UpdateItem` = the usage ledger (one per tier per model call: reserving call N+1 settles call N in "
+        "the same write, plus the last call's settle); `TransactWriteItems` = the conversation (its start, once the model "
         "answers, and its end: state and messages together); `PutItem` = the audit trail (one per tool "
         "call); `Query` = loading a conversation (these rows start new ones) or the `member_get` tool's "
         "reads, with `GetItem`. Redis: the lock's acquire and release (one script call each). Step times "
@@ -629,6 +643,11 @@ def render(runs: dict[str, dict[str, Any]]) -> str:
         )
     add("")
     add(CHANGES)
+    quota_results = DOC.parent / "bench" / "quota.json"
+    if quota_results.exists():
+        from bench import quota
+
+        add(quota.render(json.loads(quota_results.read_text())))
     return "\n".join(lines) + "\n"
 
 

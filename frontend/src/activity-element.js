@@ -1,10 +1,13 @@
-// <chatbot-activity api-base="https://…">: the assistant's audit trail for owners and admins — every tool
-// call, who asked for it, whether it was approved, what it did — in its own shadow root with the sheet's
-// stylesheet. Like <chatbot-sheet>, it takes the host's token source as `element.getToken`.
+// <chatbot-activity api-base="https://…">: for owners and admins, the organization's usage (tokens per day,
+// people by tokens, for the days picked) beside the assistant's audit trail — every tool call, who asked
+// for it, whether it was approved, what it did — in its own shadow root with the sheet's stylesheet. Like
+// <chatbot-sheet>, it takes the host's token source as `element.getToken`.
 import { ChatApi } from "./api.js";
 import { ChatbotActivityTable } from "./components/activity-table.js";
+import { ChatbotUsageReport } from "./components/usage-report.js";
 import { ActivityController } from "./controllers/activity.js";
-import { styledRoot } from "./dom.js";
+import { UsageReportController } from "./controllers/usage-report.js";
+import { h, styledRoot } from "./dom.js";
 import { upgradeProperty } from "./host.js";
 
 const STYLESHEET = new URL("./chatbot.css", import.meta.url).href;
@@ -18,19 +21,26 @@ export class ChatbotActivityElement extends HTMLElement {
   #api = null;
   #table;
   #activity;
+  #report;
+  #usage;
 
   constructor() {
     super();
+    const id = `chatbot-activity-${++instances}`;
     this.#activity = new ActivityController({ api: () => this.#api, onChange: (state) => this.#table.update(state) });
+    this.#usage = new UsageReportController({ api: () => this.#api, onChange: (state) => this.#report.update(state) });
+    this.#report = new ChatbotUsageReport({ id: `${id}-usage`, onRange: (from, to) => this.#usage.load(from, to) });
     this.#table = new ChatbotActivityTable({
-      id: `chatbot-activity-${++instances}`,
+      id,
       heading: this.getAttribute("heading") || "Assistant activity",
       onFilter: (userId) => this.#activity.filter(userId),
       onLoadMore: () => this.#activity.loadMore(),
       onRefresh: () => this.refresh(),
     });
-    this.attachShadow({ mode: "open" }).append(...styledRoot(this.getAttribute("stylesheet") || STYLESHEET, "cb-root cb-activity-root", this.#table.el));
+    const layout = h("div", { class: "cb-activity-layout" }, this.#report.el, this.#table.el);
+    this.attachShadow({ mode: "open" }).append(...styledRoot(this.getAttribute("stylesheet") || STYLESHEET, "cb-root cb-activity-root", layout));
     this.#table.update(this.#activity.state);
+    this.#report.update(this.#usage.state);
   }
 
   connectedCallback() {
@@ -59,10 +69,14 @@ export class ChatbotActivityElement extends HTMLElement {
     if (this.isConnected) this.refresh();
   }
 
-  /** Loads the newest entries again (of the user filtered on, if any); nothing without a token source. */
+  /** Loads the usage of the days shown and the newest entries again (of the user filtered on, if any);
+   * nothing without a token source. */
   refresh() {
-    if (!this.#getToken || !this.#api) return this.#activity.reset();
-    return this.#activity.refresh();
+    if (!this.#getToken || !this.#api) {
+      this.#usage.reset();
+      return this.#activity.reset();
+    }
+    return Promise.all([this.#usage.load(), this.#activity.refresh()]);
   }
 
   #createApi() {

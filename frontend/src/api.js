@@ -163,6 +163,11 @@ export class ChatApi {
   audit({ limit, cursor, userId } = {}) {
     return this.#json(`/api/chatbot/audit${query({ limit, cursor, user_id: userId })}`);
   }
+
+  /** `GET /api/chatbot/usage/report`: the organization's tokens by day and by user, `from`–`to` (owners and admins). */
+  usageReport({ from, to }) {
+    return this.#json(`/api/chatbot/usage/report${query({ from, to })}`);
+  }
 }
 
 function conversationPath(conversationId) {

@@ -16,12 +16,14 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import anyio
+from opentelemetry.trace import Tracer
 
 from .auth import Identity
 from .callers import Callers
 from .conversations import ConversationStore, Loaded
 from .errors import ChatbotError, Forbidden
 from .lock import Lease, RequestLock
+from .observability import NO_TRACER
 from .permissions import Caller
 
 T = TypeVar("T")
@@ -73,21 +75,28 @@ async def admit(
     *,
     conversation_id: str | None = None,
     budget: int = 0,
+    tracer: Tracer = NO_TRACER,
 ) -> Admission:
     """The caller, allowed to chat, with their lease (its release pushed onto `resources`) and, given
     `conversation_id`, that conversation of theirs loaded up to `budget` estimated tokens."""
 
+    async def member() -> Caller:
+        with tracer.start_as_current_span("membership"):
+            return await callers.of(identity)
+
     async def take_lock() -> Lease:
-        lease = await lock.acquire(identity.user_id, request_id)
+        with tracer.start_as_current_span("lock"):
+            lease = await lock.acquire(identity.user_id, request_id)
         resources.push_async_callback(lease.release)
         return lease
 
     async def load() -> Loaded | None:
         if conversation_id is None:
             return None
-        return await conversations.load(identity.user_id, identity.org_id, conversation_id, budget)
+        with tracer.start_as_current_span("conversation"):
+            return await conversations.load(identity.user_id, identity.org_id, conversation_id, budget)
 
-    found, loaded, locked = await concurrently(lambda: callers.of(identity), load, take_lock)
+    found, loaded, locked = await concurrently(member, load, take_lock)
     caller: Caller = succeeded(found)
     if not caller.can("chatbot:use"):
         raise Forbidden(f"The {caller.role} role may not use the assistant.")

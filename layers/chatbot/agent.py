@@ -21,6 +21,7 @@ import anyio.abc
 import httpx2
 from anthropic import AsyncAnthropic
 from anyio.streams.memory import MemoryObjectSendStream
+from opentelemetry.trace import StatusCode, Tracer
 
 from . import context
 from .answer import Answer, ToolCall, accumulate
@@ -30,6 +31,7 @@ from .context import Message
 from .errors import ChatbotError, RequestTooLarge, UpstreamError, UpstreamOverloaded
 from .events import Event, StopReason, event
 from .meter import Meter
+from .observability import NO_TRACER
 from .permissions import Caller
 from .room import Room
 from .settings import Settings
@@ -96,10 +98,26 @@ class ModelCall:
     params: dict[str, Any]
     meter: Meter
     answer: Answer = field(default_factory=Answer)
+    tracer: Tracer = NO_TRACER
 
     async def events(self) -> AsyncGenerator[Event, None]:
         """The call's `text` events, then its `usage` event. Leaving early (a cancel, the deadline) closes the
         upstream connection, so generation stops; the meter keeps what the call is charged."""
+        # Its span is not made current: a context set in a generator would leak to its consumer at each yield.
+        span = self.tracer.start_span("model call", attributes={"gen_ai.request.model": self.params["model"]})
+        try:
+            async with aclosing(self._stream()) as stream:
+                async for evt in stream:
+                    yield evt
+        except ChatbotError as exc:
+            span.record_exception(exc)
+            span.set_status(StatusCode.ERROR, exc.code)
+            raise
+        finally:
+            span.set_attribute("gen_ai.response.finish_reasons", [self.answer.stop_reason or "none"])
+            span.end()
+
+    async def _stream(self) -> AsyncGenerator[Event, None]:
         self.meter.sending()
         try:
             async with await self.client.messages.create(**self.params, stream=True) as stream:
@@ -141,6 +159,7 @@ class Request:
     conversation_id: str
     audit: AuditLog
     clock: Callable[[], float] = time.time
+    tracer: Tracer = NO_TRACER
 
 
 @dataclass
@@ -202,7 +221,9 @@ class Turn:
             if self._max_tokens == 0:
                 self._max_tokens = await self._reserve()
             self.iterations += 1
-            call = ModelCall(self.client, self._params(self._max_tokens), self.meter)
+            call = ModelCall(
+                self.client, self._params(self._max_tokens), self.meter, tracer=self.request.tracer
+            )
             self._max_tokens = 0
             async with aclosing(call.events()) as call_events:
                 async for evt in call_events:
@@ -334,7 +355,11 @@ class Turn:
         approved: bool | None,
     ) -> None:
         async with results:
-            result = await self.toolbox.call(self.caller, call.name, call.input)
+            with self.request.tracer.start_as_current_span(f"tool {call.name}") as span:
+                result = await self.toolbox.call(self.caller, call.name, call.input)
+                span.set_attribute("tool.outcome", result.outcome)
+            if result.outcome in ("ok", "error"):
+                self.meter.tool_ran()  # it ran (refused calls did not): the usage report counts it
             await self._record(call.name, call.input, result, approved=approved)
             # The turn may have been stopped while this call ran: then nobody waits for its result.
             with contextlib.suppress(anyio.BrokenResourceError):

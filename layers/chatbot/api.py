@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from . import approval, paging
+from . import approval, paging, report
 from .admission import admit, concurrently, succeeded
 from .agent import Request as TurnRequest
 from .agent import Turn
@@ -77,6 +77,7 @@ async def post_message(request: Request) -> Response:
                 resources,
                 conversation_id=payload.conversation_id,
                 budget=settings.chatbot_context_token_budget,
+                tracer=services.tracer,
             )
             caller = admitted.caller
             history: list[Message]
@@ -90,7 +91,7 @@ async def post_message(request: Request) -> Response:
                 conversation, history = admitted.loaded.conversation, admitted.loaded.history
                 pending = admitted.loaded.pending
             decided, declined = await _decisions(services, payload, conversation, pending)
-            meter = Meter(services.ledger, caller.user_id, caller.org_id)
+            meter = Meter(services.ledger, caller.user_id, caller.org_id, services.tracer)
             resources.push_async_callback(meter.close)
             turn = Turn(
                 client=services.anthropic,
@@ -98,7 +99,9 @@ async def post_message(request: Request) -> Response:
                 meter=meter,
                 settings=settings,
                 caller=caller,
-                request=TurnRequest(request_id, conversation.id, services.audit, services.clock),
+                request=TurnRequest(
+                    request_id, conversation.id, services.audit, services.clock, tracer=services.tracer
+                ),
                 history=history,
                 text=payload.message,
                 decisions=decided,
@@ -182,6 +185,14 @@ async def get_usage(request: Request) -> Response:
     caller = await services.callers.of(await _identify(request))
     report = await services.ledger.report(caller.user_id, caller.org_id)
     return JSONResponse({**report, "role": caller.role, "permissions": sorted(caller.permissions)})
+
+
+async def get_usage_report(request: Request) -> Response:
+    """The organization's usage by day and by user over a range of days (owners and admins)."""
+    services = _services(request)
+    caller = await _caller(request, "usage:read")
+    span = report.parse_range(dict(request.query_params), services.ledger.today())
+    return JSONResponse(await report.organization_report(services.ledger, services.appdata, caller, span))
 
 
 async def get_status(request: Request) -> Response:

@@ -7,6 +7,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING
 
 import anyio
 from starlette.applications import Starlette
@@ -21,9 +22,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from . import api, credentials, local, mcp_endpoint, snapshot
 from .aws import dynamodb_client
 from .errors import ChatbotError, InternalError, for_status
-from .observability import RequestMetrics, log_context, logger
+from .observability import NO_TRACER, RequestMetrics, log_context, logger
 from .services import build_services
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from .tracing import Tracing
 
 REQUEST_ID_HEADER = "x-request-id"
 
@@ -73,7 +77,9 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send_with_id)
 
 
-def _lifespan(settings: Settings) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+def _lifespan(
+    settings: Settings, tracing: Tracing | None
+) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
     """Start-up and shut-down: the per-process clients, created once and closed in reverse order."""
 
     @contextlib.asynccontextmanager
@@ -90,7 +96,9 @@ def _lifespan(settings: Settings) -> Callable[[Starlette], AbstractAsyncContextM
             effective.check()
             if effective.chatbot_local:
                 await local.prepare_tables(dynamodb, effective)
-            services = build_services(effective, dynamodb)
+            if tracing is not None:
+                stack.callback(tracing.shutdown)
+            services = build_services(effective, dynamodb, tracing.tracer if tracing else NO_TRACER)
             app.state.services = services
             # Under SnapStart this process may be resumed from a snapshot: renew what it shared (snapshot.py).
             app.state.restore_watch = (
@@ -118,6 +126,7 @@ def _routes(settings: Settings) -> list[BaseRoute]:
         Route("/api/chatbot/message", api.post_message, methods=["POST"]),
         Route("/api/chatbot/cancel", api.post_cancel, methods=["POST"]),
         Route("/api/chatbot/usage", api.get_usage, methods=["GET"]),
+        Route("/api/chatbot/usage/report", api.get_usage_report, methods=["GET"]),
         Route("/api/chatbot/status", api.get_status, methods=["GET"]),
         Route("/api/chatbot/conversations", api.list_conversations, methods=["GET"]),
         Route(conversation, api.get_conversation, methods=["GET"]),
@@ -140,8 +149,10 @@ def _routes(settings: Settings) -> list[BaseRoute]:
     return routes + snapshot.routes(settings)
 
 
-def _middleware(settings: Settings) -> list[Middleware]:
-    middleware = [Middleware(RequestIdMiddleware), Middleware(snapshot.RestoreMiddleware)]
+def _middleware(settings: Settings, tracing: Tracing | None) -> list[Middleware]:
+    # Tracing outermost, so the request's span covers everything the app does for it.
+    middleware = [Middleware(tracing.middleware)] if tracing is not None else []
+    middleware += [Middleware(RequestIdMiddleware), Middleware(snapshot.RestoreMiddleware)]
     if settings.chatbot_local:
         middleware.append(Middleware(local.LoopbackHostMiddleware))
     if settings.cors_origins:
@@ -158,13 +169,20 @@ def _middleware(settings: Settings) -> list[Middleware]:
     return middleware
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
-    """The ASGI app: the same object runs under uvicorn locally, in tests and in Lambda (via LWA)."""
+def create_app(settings: Settings | None = None, tracing: Tracing | None = None) -> Starlette:
+    """The ASGI app: the same object runs under uvicorn locally, in tests and in Lambda (via LWA).
+
+    With `CHATBOT_TRACING` on (or `tracing` given, as tests do) requests are traced; otherwise the tracing
+    module and the OpenTelemetry SDK are never imported, and cold starts do not pay for them."""
     settings = settings or Settings()
+    if tracing is None and settings.chatbot_tracing:
+        from .tracing import Tracing
+
+        tracing = Tracing()
     return Starlette(
         routes=_routes(settings),
-        middleware=_middleware(settings),
-        lifespan=_lifespan(settings),
+        middleware=_middleware(settings, tracing),
+        lifespan=_lifespan(settings, tracing),
         exception_handlers={
             ChatbotError: on_chatbot_error,
             HTTPException: on_http_error,

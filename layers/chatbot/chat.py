@@ -249,6 +249,7 @@ class ChatStream(Response):
 
     def _record(self) -> None:
         totals = self._meter.total
+        self._metrics.count("Requests")
         self._metrics.count("ModelCalls", self._turn.iterations)
         self._metrics.count("InputTokens", totals.input_tokens)
         self._metrics.count("OutputTokens", totals.output_tokens)

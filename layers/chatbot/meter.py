@@ -12,7 +12,10 @@ import logging
 import math
 from dataclasses import dataclass, field
 
+from opentelemetry.trace import Tracer
+
 from .errors import LimitExceeded, Unavailable
+from .observability import NO_TRACER
 from .quota import QuotaLedger, Reservation
 from .usage import Usage
 
@@ -56,13 +59,15 @@ class _Call:
 class Meter:
     """Reservation → charge → settle for the model calls of one request of `user_id` in `org_id`."""
 
-    def __init__(self, ledger: QuotaLedger, user_id: str, org_id: str) -> None:
+    def __init__(self, ledger: QuotaLedger, user_id: str, org_id: str, tracer: Tracer = NO_TRACER) -> None:
         self._ledger = ledger
+        self._tracer = tracer
         self._user_id, self._org_id = user_id, org_id
         self._open: _Call | None = None
         self._calls = 0
         self._settled = Usage()
         self._closed = False
+        self._tool_calls = 0  # tool calls that ran and are not recorded yet
 
     @property
     def limits(self) -> dict[str, int]:
@@ -89,18 +94,21 @@ class Meter:
             raise RuntimeError("the meter is closed")
         previous = self._open
         try:
-            reservation = await self._ledger.reserve(
-                self._user_id,
-                self._org_id,
-                estimated_input=estimated_input,
-                max_tokens=max_tokens,
-                first=self._calls == 0,
-                settle=(previous.reservation, previous.charge()) if previous else None,
-            )
+            with self._tracer.start_as_current_span("ledger reserve"):
+                reservation = await self._ledger.reserve(
+                    self._user_id,
+                    self._org_id,
+                    estimated_input=estimated_input,
+                    max_tokens=max_tokens,
+                    first=self._calls == 0,
+                    settle=(previous.reservation, previous.charge()) if previous else None,
+                    tool_calls=self._tool_calls,
+                )
         except LimitExceeded:
             # The ledger records the settle it carried before refusing.
             self._settle_locally(previous)
             raise
+        self._tool_calls = 0
         self._settle_locally(previous)
         self._open = _Call(reservation, estimated_input)
         self._calls += 1
@@ -115,6 +123,9 @@ class Meter:
         """Whether the open call's request went out to the model (`False` again when the API refused it
         before reading it): a call cut short after that is charged at least its estimated input."""
         self._current().sent = sent
+    def tool_ran(self) -> None:
+        """One more tool call ran (for the usage report); recorded with the request's next write."""
+        self._tool_calls += 1
 
     def streamed(self, nbytes: int) -> None:
         """`nbytes` more bytes of output (text or tool input) streamed by the open call."""
@@ -143,7 +154,8 @@ class Meter:
         if call is None:
             return
         try:
-            await self._ledger.settle(call.reservation, call.charge())
+            with self._tracer.start_as_current_span("ledger settle"):
+                await self._ledger.settle(call.reservation, call.charge(), tool_calls=self._tool_calls)
         except Unavailable:
             return
         finally:

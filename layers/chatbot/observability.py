@@ -1,4 +1,5 @@
-"""Structured logs and metrics (Powertools), with per-request keys that never include secrets."""
+"""Structured logs and metrics (Powertools), with per-request keys that never include secrets; the tracer
+the call sites hold when tracing is off."""
 
 from __future__ import annotations
 
@@ -9,11 +10,16 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+from opentelemetry.trace import NoOpTracer, Tracer
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "chatbot")
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Chatbot")
 
 logger = Logger(service=SERVICE)
+
+NO_TRACER: Tracer = NoOpTracer()
+"""The tracer of every call site while tracing is off (`tracing.py` gives a real one when on): the
+OpenTelemetry API's no-op, already loaded by the anthropic and mcp SDKs, so it costs no import."""
 
 
 @contextmanager
@@ -67,3 +73,10 @@ class RequestMetrics:
             return
         self._flushed = True
         self._metrics.flush_metrics(raise_on_empty_metrics=False)
+
+
+def gauge(name: str, percent: float) -> None:
+    """Emit one percentage reading of `name` now (e.g. how full the global tier is)."""
+    metrics = EphemeralMetrics(namespace=NAMESPACE, service=SERVICE)
+    metrics.add_metric(name=name, unit=MetricUnit.Percent, value=round(percent, 2))
+    metrics.flush_metrics(raise_on_empty_metrics=False)

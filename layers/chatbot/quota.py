@@ -1,28 +1,44 @@
 """The three daily token quotas (user, organization, global), kept in DynamoDB with reservations.
 
-Each tier has one item per UTC day: `pk` = `user#<id>` | `org#<id>` | `global`, `sk` = `YYYY-MM-DD`.
-A new day is a new key, so quotas reset at midnight UTC with no job; `expires_at` lets the table's TTL
-drop old days.
+Where the counters live is `shards.py`: the user's item, the organization's shards and the global shards of
+each UTC day (a new day is a new key, so quotas reset at midnight UTC with no job; `expires_at` lets the
+table's TTL drop old days). Each shard refuses a write that would take it past its share of the tier's
+limit, and the shares add up to the limit, so no tier's total ever exceeds it.
 
-The guarantee is that no tier's `tokens` ever exceeds its limit. Before each model call the caller
-reserves (estimated input + the call's `max_tokens`) on all three tiers in one `TransactWriteItems`
-whose conditions say "there is still room for this"; after the call the reservation is settled to the
-actual count (ADD actual - reserved). So `tokens` counts settled usage plus reservations in flight: a
-crash between reserve and settle leaves the reservation in place, which over-counts but never
-under-counts. To keep to one write per model call, settling call N rides in the same transaction as
-reserving call N+1; only the last call of a request is settled on its own. `meter.py` holds that
-sequence for one request.
+Before each model call the request reserves (estimated input + the call's `max_tokens`) with one conditional
+`UpdateItem` per tier, sent together: the user's item, the organization's shard (the user's home shard
+first), the global shard (drawn at random first). No transaction: concurrent transactions on one item
+cancel each other, where plain writes to it queue, and a hot global counter would cancel most of them. A
+shard that has no room refuses its write alone; the ledger then reads every counter of the day in one batch
+and tries that tier's shard with the most room, so a full shard is never a refusal while another has room.
+Only when a tier has no shard with room for a useful answer is the call refused; the tiers already held
+are then given back (compensated).
 
-Estimates are upper bounds (see `usage.estimate_input_tokens`), and output can never exceed
-`max_tokens`, so settling only ever gives tokens back. Were the actual count ever above the reservation,
-it is recorded anyway (usage is never dropped) and a warning is logged.
+After the call the reservation is settled to the actual count (ADD actual - reserved) on the shards it was
+held on; settling call N rides in the write that reserves call N+1 on the same shard (the request stays on
+its shards while they have room). So a request writes each of its three items once per model call, plus
+once at the end: three writes per model call where the first ledger made one three-item transaction, at
+the same write units (a transactional write costs twice a plain one).
+
+`UpdateItem` has no idempotency token, so every write carries this request's marker (`~<random>`) in the
+item and is conditioned on the marker's previous value: a write retried after a lost reply either applies
+(the marker still shows the previous value) or is found already applied (it does not), and never twice.
+The marker lives while the request holds tokens on the item and is removed by the request's last write
+there. An organization shard also keeps, per user, `u:<user id>` = their packed tokens, requests and tool
+calls of the day (the usage report), added in the same writes.
+
+`tokens` counts settled usage plus reservations in flight: a crash between reserve and settle leaves the
+reservation in place, which over-counts but never under-counts. Estimates are upper bounds (see
+`usage.estimate_input_tokens`) and output can never exceed `max_tokens`, so settling only gives tokens back.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-import uuid
+import random
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -32,7 +48,9 @@ import anyio
 
 from . import dynamodb
 from .errors import LimitExceeded, Unavailable
-from .room import TIERS, Room
+from .observability import gauge
+from .room import MIN_USEFUL_OUTPUT, TIERS
+from .shards import USER_FIGURES, DayKeys, Layouts, pack, share, unpack
 from .usage import Usage
 
 logger = logging.getLogger(__name__)
@@ -41,7 +59,9 @@ EXPIRY_DAYS = 7
 """Days after its date at which a usage item expires (DynamoDB TTL)."""
 
 MAX_CONDITION_ROUNDS = 12
-"""Reserve attempts that may fail on a condition (others took the room) before the request is refused."""
+"""Reserve rounds that may find no room on the shards tried (others took it) before the request is refused."""
+
+GLOBAL_USED_METRIC = "GlobalTierUsedPercent"
 
 
 def utc_now() -> datetime:
@@ -68,71 +88,120 @@ def resets_at(now: datetime) -> str:
     return _next_midnight(now).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def usage_key(pk: str, day: str) -> dict[str, Any]:
+    """The DynamoDB key of a usage item."""
+    return {"pk": {"S": pk}, "sk": {"S": day}}
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Tokens one call holds on one item (`pk` of the reservation's day); `mark` is the value this request's
+    marker has there after the write that made the hold."""
+
+    tier: str
+    pk: str
+    amount: int
+    mark: int
+
+
 @dataclass(frozen=True)
 class Reservation:
-    """Tokens held on the three tiers of `day` for one model call; `max_tokens` is what fitted."""
+    """Tokens held for one model call on the three tiers of `day`; `max_tokens` is what fitted, `amount` the
+    call's reservation (estimated input + `max_tokens`). `holds` says where (and how much: a tier held in an
+    earlier round keeps the larger amount of that round), `writer` names the request's marker and `writes`
+    counts the request's writes so far (markers take those numbers, so each value is new)."""
 
     user_id: str
     org_id: str
     day: str
     amount: int
     max_tokens: int
+    holds: tuple[Hold, ...] = ()
+    writer: str = ""
+    writes: int = 0
 
-
-Key = tuple[str, str]
-
-
-def usage_key(key: Key) -> dict[str, Any]:
-    """The DynamoDB key of a usage item."""
-    return {"pk": {"S": key[0]}, "sk": {"S": key[1]}}
-
-
-def tier_keys(user_id: str, org_id: str, day: str) -> dict[str, Key]:
-    """The items of the three tiers for one user of one organization on `day`."""
-    return {
-        "user": (f"user#{user_id}", day),
-        "organization": (f"org#{org_id}", day),
-        "global": ("global", day),
-    }
+    def hold(self, tier: str) -> Hold:
+        """The hold on `tier`."""
+        return next(h for h in self.holds if h.tier == tier)
 
 
 @dataclass
-class _Change:
-    """What one write does to one usage item: token delta, counter deltas, and an optional room check."""
+class _Write:
+    """One conditional UpdateItem on one usage item."""
 
+    tier: str
+    pk: str
+    day: str
     tokens: int = 0
     counters: dict[str, int] = field(default_factory=dict)
     requests: int = 0
-    reserving: bool = False
-    limit: int = 0
+    tool_calls: int = 0
+    figures_of: str | None = None  # the user whose `u:` figures this write adds to (organization shards)
+    cap: int | None = None  # the room check: the item may hold at most this many tokens before the write
+    before: int | None = None  # the marker's value the write expects (None: no marker)
+    after: int | None = None  # the marker's value the write leaves (None: removed)
 
-    @property
-    def cap(self) -> int:
-        # The item may hold at most this many tokens before the write, or the write would overflow.
-        return self.limit - self.tokens
-
-    def plus(self, other: _Change) -> _Change:
-        """Both changes as one update (a transaction may touch each item once); the room check covers both."""
+    def plus(self, other: _Write) -> _Write:
+        """Both writes as one (`self` a settle on the item, `other` the reservation after it)."""
         counters = dict(self.counters)
         for name, value in other.counters.items():
             counters[name] = counters.get(name, 0) + value
-        return _Change(
+        cap = None if other.cap is None else other.cap - self.tokens
+        return _Write(
+            self.tier,
+            self.pk,
+            self.day,
             tokens=self.tokens + other.tokens,
             counters=counters,
             requests=self.requests + other.requests,
-            reserving=self.reserving or other.reserving,
-            limit=other.limit if other.reserving else self.limit,
+            tool_calls=self.tool_calls + other.tool_calls,
+            figures_of=self.figures_of or other.figures_of,
+            cap=cap,
+            before=self.before,
+            after=other.after,
         )
 
 
-Changes = dict[Key, _Change]
+@dataclass
+class _Outcome:
+    """What became of one write: applied (with the item's tokens after it), refused for room, or failed."""
+
+    applied: bool = False
+    tokens: int = 0
+    error: Unavailable | None = None
+
+
+@dataclass
+class DayUsage:
+    """One day of an organization: its tokens and requests, and each user's (tokens, requests, tool calls)."""
+
+    date: str
+    tokens: int = 0
+    requests: int = 0
+    users: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+
+    def add(self, item: dict[str, Any]) -> None:
+        """Count one shard item of the day."""
+        self.tokens += max(0, int(item.get("tokens", {}).get("N", "0")))
+        self.requests += int(item.get("requests", {}).get("N", "0"))
+        for name, value in item.items():
+            if name.startswith(USER_FIGURES):
+                user_id = name[len(USER_FIGURES) :]
+                figures = unpack(int(value["N"]))
+                before = self.users.get(user_id, (0, 0, 0))
+                self.users[user_id] = (
+                    before[0] + figures[0],
+                    before[1] + figures[1],
+                    before[2] + figures[2],
+                )
 
 
 class QuotaLedger:
     """Daily token quotas on three tiers, with reservations, in the DynamoDB table `table_name`.
 
     `client` is a boto3 DynamoDB client (created once, shared); its calls run in worker threads.
-    `limits` maps each of `user`, `organization`, `global` to its daily limit in tokens.
+    `limits` maps each of `user`, `organization`, `global` to its daily limit in tokens; `layouts` says how
+    each day's counters are sharded; `rng` draws a request's first global shard.
     """
 
     def __init__(
@@ -141,6 +210,8 @@ class QuotaLedger:
         table_name: str,
         limits: dict[str, int],
         clock: Callable[[], datetime] = utc_now,
+        layouts: Layouts | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         missing = [tier for tier in TIERS if tier not in limits]
         if missing:
@@ -149,11 +220,31 @@ class QuotaLedger:
         self._table = table_name
         self._limits = {tier: int(limits[tier]) for tier in TIERS}
         self._clock = clock
+        self._layouts = layouts or Layouts()
+        self._rng = rng or random.Random()
 
     @property
     def limits(self) -> dict[str, int]:
         """Each tier's daily limit."""
         return dict(self._limits)
+
+    @property
+    def table(self) -> str:
+        """The usage table's name."""
+        return self._table
+
+    def today(self) -> date:
+        """Today's UTC date, by the ledger's clock."""
+        return _utc(self._clock()).date()
+
+    def keys(self, user_id: str, org_id: str, day: str) -> DayKeys:
+        """Every counter item of `user_id` in `org_id` on `day`, in that day's layout."""
+        return DayKeys(day, self._layouts.on(date.fromisoformat(day)), user_id, org_id)
+
+    def share(self, keys: DayKeys, tier: str, pk: str) -> int:
+        """The share of `tier`'s limit that the shard `pk` may hold."""
+        shards = keys.shards(tier)
+        return share(self._limits[tier], len(shards), shards.index(pk))
 
     async def reserve(
         self,
@@ -164,81 +255,176 @@ class QuotaLedger:
         max_tokens: int,
         first: bool,
         settle: tuple[Reservation, Usage] | None = None,
+        tool_calls: int = 0,
     ) -> Reservation:
         """Hold room for one model call on all three tiers, lowering `max_tokens` to what is left.
 
         `first=True` also counts a request on each tier. `settle` settles the previous call of the same
-        request in the same transaction (one write per model call). Raises `LimitExceeded` when less
-        than `estimated_input` + a useful output is left on some tier (any `settle` is still recorded
-        first), `Unavailable` when the table cannot be reached (then nothing was recorded).
+        request in the same writes; `tool_calls` adds the tool calls that ran since to the user's figures.
+        Raises `LimitExceeded` when less than `estimated_input` + a useful output is left on some tier (any
+        `settle` is still recorded first), `Unavailable` when the table cannot be reached (the holds of this
+        call are then given back as far as possible; the `settle` may be sent again, it applies once).
         """
         if estimated_input < 0 or max_tokens < 1:
             raise ValueError("estimated_input must be >= 0 and max_tokens >= 1")
         now = self._clock()
         day = _utc(now).date().isoformat()
-        keys = tier_keys(user_id, org_id, day)
-        pending = self._settle_changes(*settle) if settle else {}
-        room, measured = Room.empty(self._limits), False
+        keys = self.keys(user_id, org_id, day)
+        previous = settle[0] if settle else None
+        writer = previous.writer if previous else "~" + secrets.token_urlsafe(6)
+        writes = previous.writes if previous else 0
+        pending = self._settle_writes(*settle) if settle else {}
+        targets = self._first_targets(keys, previous)
+        held: dict[str, Hold] = {}
+        # Per tier, the room of its target shard: at most its share before anything is read, then as read.
+        left = {tier: self.share(keys, tier, pk) for tier, pk in targets.items()}
+        used: dict[str, int] = {}
         for _ in range(MAX_CONDITION_ROUNDS):
-            fits = room.output_that_fits(estimated_input, max_tokens)
-            if fits is not None:
-                reservation = Reservation(user_id, org_id, day, estimated_input + fits, fits)
-                reserving = self._reserve_changes(keys, reservation.amount, first)
-                if await self._write(_merge(pending, reserving), now, carries_settle=bool(pending)):
-                    if fits < max_tokens:
-                        logger.info("quota: max_tokens %d lowered to %d for %s", max_tokens, fits, user_id)
-                    return reservation
-            elif measured:
+            room = min(left[t] for t in TIERS if t not in held)
+            fits = min(max_tokens, room - estimated_input)
+            if fits < min(MIN_USEFUL_OUTPUT, max_tokens):
                 break
-            room, measured = await self._room(keys, pending), True
+            amount = estimated_input + fits
+            batch: dict[str, _Write] = {}
+            for tier in TIERS:
+                if tier in held:
+                    continue
+                writes += 1
+                reserving = self._reserve_write(keys, tier, targets[tier], amount, first, writes)
+                if tier == "organization":
+                    reserving.tool_calls = tool_calls
+                settling = pending.get(tier)
+                if settling is not None and settling.pk == reserving.pk and settling.day == day:
+                    reserving = settling.plus(reserving)
+                batch[tier] = reserving
+            outcomes = await self._apply_all(list(batch.values()), writer, now)
+            for (tier, write), outcome in zip(batch.items(), outcomes, strict=True):
+                if outcome.applied:
+                    held[tier] = Hold(tier, write.pk, amount, writes_of(write))
+                    if tier in pending and pending[tier].pk == write.pk and pending[tier].day == day:
+                        del pending[tier]
+                    if tier == "organization":
+                        tool_calls = 0
+                    if tier == "global":
+                        gauge(
+                            GLOBAL_USED_METRIC,
+                            100 * outcome.tokens / max(1, self.share(keys, tier, write.pk)),
+                        )
+            failed = next((o.error for o in outcomes if o.error is not None), None)
+            if failed is not None:
+                await self._give_back(held, keys, first, writer, now)
+                raise failed
+            if len(held) == len(TIERS):
+                await self._flush(pending, writer, now)
+                if fits < max_tokens:
+                    logger.info("quota: max_tokens %d lowered to %d for %s", max_tokens, fits, user_id)
+                return Reservation(
+                    user_id, org_id, day, amount, fits, tuple(held[t] for t in TIERS), writer, writes
+                )
+            # Some shard had no room: read every counter of the day, move each refused tier to its shard
+            # with the most room.
+            counted = await self._read(list(keys.all()), day)
+            for tier in TIERS:
+                shards = keys.shards(tier)
+                used[tier] = sum(counted[pk] for pk in shards)
+                if tier in held:
+                    continue
+                rooms = {pk: self.share(keys, tier, pk) - counted[pk] for pk in shards}
+                settling = pending.get(tier)
+                if settling is not None and settling.day == day and settling.pk in rooms:
+                    rooms[settling.pk] -= settling.tokens
+                    used[tier] += settling.tokens
+                targets[tier] = max(shards, key=lambda pk: (rooms[pk], pk == targets[tier]))
+                left[tier] = rooms[targets[tier]]
+            # The exact sum over the shards, since it was read anyway.
+            gauge(GLOBAL_USED_METRIC, 100 * used["global"] / max(1, self._limits["global"]))
         else:
             logger.warning("quota: gave up reserving for %s after %d rounds", user_id, MAX_CONDITION_ROUNDS)
-        if pending:
-            await self._write(pending, now, carries_settle=True)
-        raise _refusal(room, now)
+        if not used:  # refused before anything was read: the refusal still tells what is used
+            counted = await self._read(list(keys.all()), day)
+            used = {tier: sum(counted[pk] for pk in keys.shards(tier)) for tier in TIERS}
+        refusal = _refusal(self._limits, used, {t: room for t, room in left.items() if t not in held}, now)
+        await self._give_back(held, keys, first, writer, now)
+        await self._flush(pending, writer, now)
+        raise refusal
 
-    async def settle(self, reservation: Reservation, usage: Usage) -> None:
-        """Replace a reservation by the call's actual usage on its three tiers (of the reservation's day).
+    async def settle(self, reservation: Reservation, usage: Usage, *, tool_calls: int = 0) -> None:
+        """Replace a reservation by the call's actual usage on the items it was held on (of its day), and
+        add `tool_calls` to the user's figures; the request's last write on those items.
 
-        Never silently dropped: retried under throttling and conflicts, then `Unavailable` is raised
-        and the lost settle is logged as an error (the reservation then stays, over-counting).
+        Never silently dropped: retried under throttling and lost replies (each item applied once), then
+        `Unavailable` is raised and the lost settle is logged as an error (the reservation then stays,
+        over-counting). Sending it again after a failure applies what was not applied, once.
         """
-        await self._write(self._settle_changes(reservation, usage), self._clock(), carries_settle=True)
+        writes = self._settle_writes(reservation, usage, tool_calls)
+        await self._flush(writes, reservation.writer, self._clock())
 
     async def report(self, user_id: str, org_id: str) -> dict[str, Any]:
-        """Today's usage per tier: the body of `GET /api/chatbot/usage`.
-
-        `used` includes reservations of calls in flight, which is what the limits are checked against.
-        """
+        """Today's usage per tier (each the sum of its shards, read in one batch): the body of
+        `GET /api/chatbot/usage`. `used` includes reservations of calls in flight, which is what the limits
+        are checked against."""
         now = self._clock()
         day = _utc(now).date().isoformat()
-        keys = tier_keys(user_id, org_id, day)
-        used = await self._read(list(keys.values()))
+        keys = self.keys(user_id, org_id, day)
+        counted = await self._read(list(keys.all()), day)
         return {
             "date": day,
             "resets_at": resets_at(now),
             "tiers": {
-                tier: {"used": max(0, used[key]), "limit": self._limits[tier]} for tier, key in keys.items()
+                tier: {
+                    "used": max(0, sum(counted[pk] for pk in keys.shards(tier))),
+                    "limit": self._limits[tier],
+                }
+                for tier in TIERS
             },
         }
 
-    # ---------------------------------------------------------------- changes
+    async def organization_days(self, org_id: str, first: date, last: date) -> list[DayUsage]:
+        """The organization's usage on each day from `first` to `last`, with each user's figures: every shard
+        of every day (in that day's layout) read in ceil(shards x days / 100) BatchGetItem calls sent
+        together, no query or scan. Days the first ledger wrote have totals but no per-user figures."""
+        days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+        keys = [
+            usage_key(pk, day.isoformat())
+            for day in days
+            for pk in self.keys("", org_id, day.isoformat()).shards("organization")
+        ]
+        items = await dynamodb.batch_get(self._client, self._table, keys, what="usage report read")
+        found = {day.isoformat(): DayUsage(day.isoformat()) for day in days}
+        for item in items:
+            found[item["sk"]["S"]].add(item)
+        return list(found.values())
 
-    async def _room(self, keys: dict[str, Key], pending: Changes) -> Room:
-        """The room each tier has now, once the pending settle (if any) is applied."""
-        used = await self._read(list(keys.values()))
-        return Room(
-            self._limits,
-            {tier: used[key] + (pending[key].tokens if key in pending else 0) for tier, key in keys.items()},
-        )
+    # ---------------------------------------------------------------- writes
 
-    def _reserve_changes(self, keys: dict[str, Key], amount: int, first: bool) -> Changes:
+    def _first_targets(self, keys: DayKeys, previous: Reservation | None) -> dict[str, str]:
+        """Where each tier is tried first: where the previous call held it (one write settles and reserves),
+        else the user's item, their home organization shard, a random global shard."""
+        if previous is not None and previous.day == keys.day:
+            return {hold.tier: hold.pk for hold in previous.holds}
         return {
-            key: _Change(tokens=amount, requests=1 if first else 0, reserving=True, limit=self._limits[tier])
-            for tier, key in keys.items()
+            "user": keys.user,
+            "organization": keys.org(keys.home_org_shard),
+            "global": keys.glob(self._rng.randrange(keys.layout.global_shards)),
         }
 
-    def _settle_changes(self, reservation: Reservation, usage: Usage) -> Changes:
+    def _reserve_write(
+        self, keys: DayKeys, tier: str, pk: str, amount: int, first: bool, mark: int
+    ) -> _Write:
+        return _Write(
+            tier,
+            pk,
+            keys.day,
+            tokens=amount,
+            requests=1 if first else 0,
+            figures_of=keys.user_id if tier == "organization" else None,
+            cap=self.share(keys, tier, pk) - amount,
+            after=mark,
+        )
+
+    def _settle_writes(
+        self, reservation: Reservation, usage: Usage, tool_calls: int = 0
+    ) -> dict[str, _Write]:
         actual = usage.counted
         if actual > reservation.amount:
             logger.warning(
@@ -250,109 +436,184 @@ class QuotaLedger:
                 reservation.org_id,
                 reservation.day,
             )
-        keys = tier_keys(reservation.user_id, reservation.org_id, reservation.day)
-        delta = actual - reservation.amount
-        return {key: _Change(tokens=delta, counters=usage.as_dict()) for key in keys.values()}
+        return {
+            hold.tier: _Write(
+                hold.tier,
+                hold.pk,
+                reservation.day,
+                tokens=actual - hold.amount,
+                counters=usage.as_dict(),
+                tool_calls=tool_calls if hold.tier == "organization" else 0,
+                figures_of=reservation.user_id if hold.tier == "organization" else None,
+                before=hold.mark,
+            )
+            for hold in reservation.holds
+        }
 
-    def _update(self, key: Key, change: _Change, now: datetime) -> dict[str, Any]:
-        day = date.fromisoformat(key[1])
-        expires = datetime.combine(day + timedelta(days=EXPIRY_DAYS), time(0), tzinfo=UTC)
-        names = {"#t": "tokens", "#u": "updated_at", "#e": "expires_at"}
+    async def _give_back(
+        self, held: dict[str, Hold], keys: DayKeys, first: bool, writer: str, now: datetime
+    ) -> None:
+        """Undo the holds of a reservation that cannot be completed (best effort: a failure over-counts)."""
+        undo = {
+            tier: _Write(
+                tier,
+                hold.pk,
+                keys.day,
+                tokens=-hold.amount,
+                requests=-1 if first else 0,
+                figures_of=keys.user_id if tier == "organization" else None,
+                before=hold.mark,
+            )
+            for tier, hold in held.items()
+        }
+        held.clear()
+        with contextlib.suppress(Unavailable):
+            await self._flush(undo, writer, now, lost="RESERVATION NOT GIVEN BACK (over-counted)")
+
+    async def _flush(
+        self, writes: dict[str, _Write], writer: str, now: datetime, lost: str = "SETTLE LOST"
+    ) -> None:
+        """Apply writes that carry no room check (settles, give-backs): each once, shielded from cancellation
+        (a client hanging up must not drop usage); one that fails is logged as an error, then `Unavailable`."""
+        if not writes:
+            return
+        with anyio.CancelScope(shield=True):
+            outcomes = await self._apply_all(list(writes.values()), writer, now)
+        failed = [(w, o.error) for w, o in zip(writes.values(), outcomes, strict=True) if o.error is not None]
+        for write, _ in failed:
+            logger.error(
+                "quota: %s, usage not recorded (the reservation stays counted): %s",
+                lost,
+                json.dumps(self._update(write, writer, now), default=str),
+            )
+        if failed:
+            raise failed[0][1]  # type: ignore[misc]
+
+    async def _apply_all(self, writes: list[_Write], writer: str, now: datetime) -> list[_Outcome]:
+        """The writes sent together. Each runs to its end: none is cancelled half-way by another's failure."""
+        outcomes = [_Outcome() for _ in writes]
+
+        async def run(index: int) -> None:
+            try:
+                outcomes[index] = await self._apply(writes[index], writer, now)
+            except Unavailable as error:
+                outcomes[index] = _Outcome(error=error)
+
+        if len(writes) == 1:
+            await run(0)
+            return outcomes
+        async with anyio.create_task_group() as group:
+            for index in range(len(writes)):
+                group.start_soon(run, index)
+        return outcomes
+
+    async def _apply(self, write: _Write, writer: str, now: datetime) -> _Outcome:
+        """One write, retried by the one policy (safe: the marker condition makes a repeat a no-op)."""
+        try:
+            response = await dynamodb.call(
+                self._client.update_item, what="usage write", **self._update(write, writer, now)
+            )
+        except dynamodb.Refused as refused:
+            old = refused.error.response.get("Item") or {}
+            raw = old.get(writer, {}).get("N")
+            mark = None if raw is None else int(raw)
+            tokens = int(old.get("tokens", {}).get("N", "0"))
+            # Our marker moved on from what this write expects: an earlier attempt of it was applied and
+            # its reply lost. Otherwise the room check refused it.
+            return _Outcome(applied=mark != write.before, tokens=tokens)
+        return _Outcome(
+            applied=True, tokens=int(response.get("Attributes", {}).get("tokens", {}).get("N", "0"))
+        )
+
+    def _update(self, write: _Write, writer: str, now: datetime) -> dict[str, Any]:
+        expires = datetime.combine(
+            date.fromisoformat(write.day) + timedelta(days=EXPIRY_DAYS), time(0), tzinfo=UTC
+        )
+        names = {"#t": "tokens", "#u": "updated_at", "#e": "expires_at", "#m": writer}
         values: dict[str, Any] = {
-            ":t": {"N": str(change.tokens)},
+            ":t": {"N": str(write.tokens)},
             ":u": {"S": _utc(now).isoformat()},
             ":e": {"N": str(int(expires.timestamp()))},
         }
+        sets = ["#u = :u", "#e = :e"]
         adds = ["#t :t"]
-        for i, (name, value) in enumerate(sorted(change.counters.items())):
+        for i, (name, value) in enumerate(sorted(write.counters.items())):
             names[f"#c{i}"] = name
             values[f":c{i}"] = {"N": str(value)}
             adds.append(f"#c{i} :c{i}")
-        if change.requests:
+        if write.requests:
             names["#r"] = "requests"
-            values[":r"] = {"N": str(change.requests)}
+            values[":r"] = {"N": str(write.requests)}
             adds.append("#r :r")
-        update: dict[str, Any] = {
+        if write.figures_of is not None:
+            figures = pack(write.tokens, write.requests, write.tool_calls)
+            if figures:
+                names["#f"] = USER_FIGURES + write.figures_of
+                values[":f"] = {"N": str(figures)}
+                adds.append("#f :f")
+        expression = "SET " + ", ".join(sets)
+        conditions = []
+        if write.before is None:
+            conditions.append("attribute_not_exists(#m)")
+        else:
+            values[":mb"] = {"N": str(write.before)}
+            conditions.append("#m = :mb")
+        if write.after is not None:
+            values[":ma"] = {"N": str(write.after)}
+            expression += ", #m = :ma"
+        expression += " ADD " + ", ".join(adds)
+        if write.after is None:
+            expression += " REMOVE #m"
+        if write.cap is not None:
+            values[":cap"] = {"N": str(write.cap)}
+            conditions.append("(attribute_not_exists(#t) OR #t <= :cap)")
+        return {
             "TableName": self._table,
-            "Key": usage_key(key),
-            "UpdateExpression": "SET #u = :u, #e = :e ADD " + ", ".join(adds),
+            "Key": usage_key(write.pk, write.day),
+            "UpdateExpression": expression,
+            "ConditionExpression": " AND ".join(conditions),
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
+            "ReturnValues": "UPDATED_NEW",
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
-        if change.reserving:
-            update["ConditionExpression"] = "attribute_not_exists(#t) OR #t <= :cap"
-            values[":cap"] = {"N": str(change.cap)}
-        return {"Update": update}
 
-    # ---------------------------------------------------------------- DynamoDB calls
+    # ---------------------------------------------------------------- reads
 
-    async def _write(self, changes: Changes, now: datetime, *, carries_settle: bool) -> bool:
-        """Apply `changes` in one transaction; False when a room check failed, True when applied.
-
-        One idempotency token for all of the write's retries: an attempt applied with its reply lost is
-        then not applied again. A write that carries a settle is shielded from cancellation (a client
-        hanging up must not drop usage), and its failure is logged as an error.
-        """
-        items = [self._update(key, change, now) for key, change in changes.items()]
-        with anyio.CancelScope(shield=carries_settle):
-            try:
-                await dynamodb.call(
-                    self._client.transact_write_items,
-                    what="usage write",
-                    TransactItems=items,
-                    ClientRequestToken=str(uuid.uuid4()),
-                )
-            except dynamodb.Refused:
-                return False
-            except Unavailable:
-                if carries_settle:
-                    logger.error(
-                        "quota: SETTLE LOST, usage not recorded (the reservation stays counted): %s",
-                        json.dumps(items, default=str),
-                    )
-                raise
-        return True
-
-    async def _read(self, keys: list[Key]) -> dict[Key, int]:
-        """The `tokens` of each item (0 where absent), read consistently in one BatchGetItem."""
-        request: dict[str, Any] = {
-            self._table: {
-                "Keys": [usage_key(key) for key in dict.fromkeys(keys)],
-                "ProjectionExpression": "pk, sk, #t",
-                "ExpressionAttributeNames": {"#t": "tokens"},
-                "ConsistentRead": True,
-            }
-        }
-        found: dict[Key, int] = dict.fromkeys(keys, 0)
-        for attempt in range(1, dynamodb.RETRY.attempts + 1):
-            response = await dynamodb.call(
-                self._client.batch_get_item, what="usage read", RequestItems=request
-            )
-            for item in response.get("Responses", {}).get(self._table, []):
-                found[(item["pk"]["S"], item["sk"]["S"])] = int(item.get("tokens", {}).get("N", "0"))
-            unprocessed = response.get("UnprocessedKeys") or {}
-            if not unprocessed.get(self._table):
-                return found
-            request = unprocessed
-            await dynamodb.RETRY.wait(attempt)
-        raise Unavailable("The usage store is busy; please try again shortly.")
+    async def _read(self, pks: list[str], day: str) -> dict[str, int]:
+        """The `tokens` of each item of `day` (0 where absent), read consistently in one batch."""
+        items = await dynamodb.batch_get(
+            self._client,
+            self._table,
+            [usage_key(pk, day) for pk in dict.fromkeys(pks)],
+            what="usage read",
+            consistent=True,
+            projection="pk, #t",
+            names={"#t": "tokens"},
+        )
+        found = dict.fromkeys(pks, 0)
+        for item in items:
+            found[item["pk"]["S"]] = int(item.get("tokens", {}).get("N", "0"))
+        return found
 
 
-def _refusal(room: Room, now: datetime) -> LimitExceeded:
-    """The refusal naming the tier with the least room."""
-    tier = room.tightest
+def writes_of(write: _Write) -> int:
+    """The marker value a reserving write leaves."""
+    assert write.after is not None
+    return write.after
+
+
+def _refusal(
+    limits: dict[str, int], used: dict[str, int], left: dict[str, int], now: datetime
+) -> LimitExceeded:
+    """The refusal naming the refused tier whose best shard has the least room (the first in `TIERS` on a
+    tie), with the tier's total."""
+    candidates = [t for t in TIERS if t in left] or list(TIERS)
+    tier = min(candidates, key=lambda t: left.get(t, 0))
     return LimitExceeded(
         tier=tier,
-        limit=room.limits[tier],
-        used=max(0, room.used[tier]),
+        limit=limits[tier],
+        used=max(0, used.get(tier, limits[tier])),
         resets_at=resets_at(now),
         retry_after=seconds_until_reset(now),
     )
-
-
-def _merge(first: Changes, second: Changes) -> Changes:
-    """Two sets of changes as one, each item updated once."""
-    merged = dict(first)
-    for key, change in second.items():
-        merged[key] = merged[key].plus(change) if key in merged else change
-    return merged

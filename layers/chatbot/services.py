@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from anthropic import AsyncAnthropic
+from opentelemetry.trace import Tracer
 
 from .appdata import AppData
 from .audit import AuditLog
@@ -16,7 +17,7 @@ from .callers import Callers
 from .conversations import ConversationStore
 from .journal import Journal, create_journal
 from .lock import RequestLock, create_lock
-from .observability import logger
+from .observability import NO_TRACER, logger
 from .quota import QuotaLedger
 from .ratelimit import CallRate
 from .settings import Settings
@@ -42,9 +43,11 @@ class Services:
     """Each user's tool calls through the MCP endpoint in the last minute."""
     clock: Callable[[], float] = field(default=time.time)
     """Wall-clock time (epoch seconds) for deadlines users see, such as an approval's."""
+    tracer: Tracer = NO_TRACER
+    """Spans of the steps that wait on something (`tracing.py`); a no-op unless tracing is on."""
 
 
-def build_services(settings: Settings, dynamodb: Any) -> Services:
+def build_services(settings: Settings, dynamodb: Any, tracer: Tracer = NO_TRACER) -> Services:
     """Create the per-process clients (the Toolbox is entered by the lifespan)."""
     if not settings.enabled:
         logger.warning(
@@ -66,7 +69,9 @@ def build_services(settings: Settings, dynamodb: Any) -> Services:
         appdata=appdata,
         callers=Callers(appdata, settings.roles, settings.chatbot_role_source, settings.auth_role_claim),
         lock=create_lock(redis_url, settings.chatbot_lock_ttl_seconds),
-        ledger=QuotaLedger(dynamodb, settings.chatbot_usage_table, settings.daily_limits()),
+        ledger=QuotaLedger(
+            dynamodb, settings.chatbot_usage_table, settings.daily_limits(), layouts=settings.quota_layouts
+        ),
         toolbox=Toolbox(
             appdata,
             timeout_seconds=settings.chatbot_tool_timeout_seconds,
@@ -85,4 +90,5 @@ def build_services(settings: Settings, dynamodb: Any) -> Services:
             else None
         ),
         mcp_rate=CallRate(settings.chatbot_mcp_calls_per_minute, redis_url),
+        tracer=tracer,
     )

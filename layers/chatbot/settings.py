@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .errors import ConfigurationError
 from .permissions import DEFAULT_ROLE_TABLE, RoleTable
+from .shards import Layouts
 
 CLEANUP_SECONDS = 10.0
 """The longest the end of a request (its conversation write, the settle, the lock's release) may take after
@@ -40,6 +41,9 @@ class Settings(BaseSettings):
     chatbot_daily_token_limit_user: int = Field(default=50_000, ge=0)
     chatbot_daily_token_limit_organization: int = Field(default=1_000_000, ge=0)
     chatbot_daily_token_limit_global: int = Field(default=1_000_000, ge=0)
+    # The quota counters' shard layouts over time: `YYYY-MM-DD:<global>/<organization>` entries, each from
+    # its UTC day on (see shards.py); empty = one item per tier. Date a new entry at least a day ahead.
+    chatbot_quota_shards: str = ""
 
     chatbot_lock_ttl_seconds: float = Field(default=300, gt=0)
     chatbot_request_timeout_seconds: float = Field(default=240, gt=0)
@@ -63,6 +67,8 @@ class Settings(BaseSettings):
     chatbot_approval: Literal["writes", "destructive", "none"] = "writes"
     chatbot_approval_ttl_seconds: int = Field(default=900, ge=1)
     chatbot_stream_retention_seconds: int = Field(default=600, ge=1)
+    # OpenTelemetry spans joined to Lambda's X-Ray trace (tracing.py); off: the SDK is never imported.
+    chatbot_tracing: bool = False
     aws_endpoint_url_dynamodb: str | None = None
     aws_region: str = Field(default="us-east-1", validation_alias="AWS_REGION")
 
@@ -133,6 +139,16 @@ class Settings(BaseSettings):
             or self.aws_lwa_snapstart_before_checkpoint_path is not None
             or self.aws_lwa_snapstart_after_restore_path is not None
         )
+    @field_validator("chatbot_quota_shards")
+    @classmethod
+    def _valid_layouts(cls, value: str) -> str:
+        Layouts.parse(value)  # raises ValueError naming the bad entry
+        return value
+
+    @cached_property
+    def quota_layouts(self) -> Layouts:
+        """`CHATBOT_QUOTA_SHARDS`, parsed."""
+        return Layouts.parse(self.chatbot_quota_shards)
 
     @property
     def enabled(self) -> bool:

@@ -30,6 +30,7 @@ class Ledger:
         max_tokens: int,
         first: bool,
         settle: tuple[Reservation, Usage] | None = None,
+        tool_calls: int = 0,
     ) -> Reservation:
         if self.fail:
             raise Unavailable()
@@ -41,7 +42,7 @@ class Ledger:
         self.reserved.append(reservation)
         return reservation
 
-    async def settle(self, reservation: Reservation, usage: Usage) -> None:
+    async def settle(self, reservation: Reservation, usage: Usage, *, tool_calls: int = 0) -> None:
         if self.fail_settle:
             raise Unavailable()
         self.settled.append((reservation, usage))

@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError, ReadTimeoutError
 from chatbot.errors import LimitExceeded, Unavailable
 from chatbot.quota import QuotaLedger, Reservation, resets_at, seconds_until_reset
 from chatbot.room import MIN_USEFUL_OUTPUT
+from chatbot.shards import Layouts, home, share, unpack
 from chatbot.usage import Usage, estimate_input_tokens
 from moto import mock_aws
 
@@ -40,10 +41,10 @@ class Clock:
 class SerializedClient:
     """Makes each DynamoDB call atomic, as DynamoDB is and moto is not.
 
-    moto applies a transaction by copying the whole table and restoring that copy on a cancelled
-    transaction, which would wipe writes made meanwhile by other threads. Serializing single calls keeps
-    DynamoDB's per-call atomicity while leaving every interleaving *between* calls (reserve, read,
-    retry, settle) to the concurrency under test.
+    moto applies a write by copying the item (and a transaction by copying the table) without a lock, which
+    would lose writes made meanwhile by other threads. Serializing single calls keeps DynamoDB's per-call
+    atomicity while leaving every interleaving *between* calls (reserve, read, retry, settle) to the
+    concurrency under test.
     """
 
     def __init__(self, client: Any) -> None:
@@ -51,10 +52,10 @@ class SerializedClient:
         self._lock = threading.Lock()
         self.writes = 0
 
-    def transact_write_items(self, **kwargs: Any) -> Any:
+    def update_item(self, **kwargs: Any) -> Any:
         with self._lock:
             self.writes += 1
-            return self._client.transact_write_items(**kwargs)
+            return self._client.update_item(**kwargs)
 
     def batch_get_item(self, **kwargs: Any) -> Any:
         with self._lock:
@@ -62,36 +63,56 @@ class SerializedClient:
 
 
 class WatchedClient(SerializedClient):
-    """Also records the highest `tokens` any item held right after any write."""
+    """Also records the highest `tokens` any item, and any tier summed over its shards, held after any write."""
 
     def __init__(self, client: Any) -> None:
         super().__init__(client)
         self.peaks: dict[str, int] = {}
+        self.latest: dict[str, int] = {}
 
-    def transact_write_items(self, **kwargs: Any) -> Any:
+    def update_item(self, **kwargs: Any) -> Any:
         with self._lock:
             self.writes += 1
-            result = self._client.transact_write_items(**kwargs)
-            for item in self._client.scan(TableName=TABLE)["Items"]:
-                pk, tokens = item["pk"]["S"], int(item.get("tokens", {}).get("N", "0"))
-                self.peaks[pk] = max(self.peaks.get(pk, 0), tokens)
+            result = self._client.update_item(**kwargs)
+            # Each write returns the item's new tokens (calls are serialized, so this is the latest).
+            pk = kwargs["Key"]["pk"]["S"]
+            if "tokens" not in result.get("Attributes", {}):  # moto leaves out an attribute ADD 0 kept
+                result = self._client.get_item(TableName=TABLE, Key=kwargs["Key"], ConsistentRead=True)
+                result = {"Attributes": result["Item"]}
+            self.latest[pk] = int(result["Attributes"]["tokens"]["N"])
+            self.peaks[pk] = max(self.peaks.get(pk, 0), self.latest[pk])
+            tier = tier_of(pk)
+            total = sum(tokens for key, tokens in self.latest.items() if tier_of(key) == tier)
+            self.peaks[tier] = max(self.peaks.get(tier, 0), total)
             return result
 
 
+def tier_of(pk: str) -> str:
+    """The tier an item counts for: `user#<id>`, `org#<id>` (any shard) or `global` (any shard)."""
+    parts = pk.split("#")
+    return "#".join(parts[:2]) if parts[0] in ("user", "org") else "global"
+
+
 class FlakyClient(SerializedClient):
-    """Fails the first `failures` transactions with `error` (then behaves), recording each call's token."""
+    """Fails the next `failures` writes with `error` (then behaves), recording each write's key and marker
+    condition. With `applied=True` the write is applied first and then fails: a reply lost on the way."""
 
-    def __init__(self, client: Any, error: Exception, failures: int) -> None:
+    def __init__(
+        self, client: Any, error: Exception, failures: int, *, applied: bool = False, only: str = ""
+    ) -> None:
         super().__init__(client)
-        self.error, self.failures = error, failures
-        self.tokens: list[str] = []
+        self.error, self.failures, self.applied, self.only = error, failures, applied, only
+        self.calls: list[tuple[str, str]] = []
 
-    def transact_write_items(self, **kwargs: Any) -> Any:
-        self.tokens.append(kwargs["ClientRequestToken"])
-        if self.failures > 0:
+    def update_item(self, **kwargs: Any) -> Any:
+        pk = kwargs["Key"]["pk"]["S"]
+        self.calls.append((pk, kwargs["ConditionExpression"]))
+        if self.failures > 0 and pk.startswith(self.only):
             self.failures -= 1
+            if self.applied:
+                super().update_item(**kwargs)
             raise self.error
-        return super().transact_write_items(**kwargs)
+        return super().update_item(**kwargs)
 
 
 def client_error(code: str, message: str = "", **extra: Any) -> ClientError:
@@ -161,7 +182,13 @@ async def test_reserve_holds_estimate_plus_max_tokens_on_all_three_tiers_and_cou
     quotas = ledger(dynamodb, clock)
     reservation = await quotas.reserve(user, org, estimated_input=1200, max_tokens=4096, first=True)
 
-    assert reservation == Reservation(user, org, "2025-06-01", 1200 + 4096, 4096)
+    assert (reservation.user_id, reservation.org_id, reservation.day) == (user, org, "2025-06-01")
+    assert (reservation.amount, reservation.max_tokens) == (1200 + 4096, 4096)
+    assert [(h.tier, h.pk, h.amount) for h in reservation.holds] == [
+        ("user", f"user#{user}", 5296),
+        ("organization", f"org#{org}", 5296),
+        ("global", "global", 5296),
+    ]
     for pk in (f"user#{user}", f"org#{org}", "global"):
         stored = item(dynamodb, pk)
         assert stored["tokens"] == 5296
@@ -208,7 +235,8 @@ async def test_a_multi_call_request_writes_once_per_call_and_stores_the_sum_of_i
     assert previous is not None
     await quotas.settle(*previous)
 
-    assert client.writes == len(usages) + 1
+    # One conditional write per tier per model call, and one per tier to settle the last call.
+    assert client.writes == 3 * (len(usages) + 1)
     for pk in (f"user#{user}", f"org#{org}", "global"):
         stored = item(dynamodb, pk)
         assert stored["tokens"] == sum(u.counted for u in usages)
@@ -442,7 +470,8 @@ async def test_throttling_and_transaction_conflicts_are_retried(
 
     assert tokens(dynamodb, f"user#{user}") == 150
     assert item(dynamodb, "global")["requests"] == 1
-    assert len(client.tokens) == 3 + 1 + 2 + 1
+    # Three writes to reserve and three to settle, plus one attempt per failure.
+    assert len(client.calls) == 3 + 3 + 3 + 2
 
 
 async def test_a_persistently_failing_settle_raises_unavailable_loudly_and_keeps_the_reservation(
@@ -461,19 +490,50 @@ async def test_a_persistently_failing_settle_raises_unavailable_loudly_and_keeps
     assert tokens(dynamodb, f"user#{user}") == reservation.amount
 
 
-async def test_a_write_of_unknown_outcome_is_retried_with_the_same_idempotency_token(
+@pytest.mark.parametrize(
+    "error",
+    [ReadTimeoutError(endpoint_url="http://dynamodb"), client_error("InternalServerError", "try again")],
+    ids=["read-timeout", "internal-server-error"],
+)
+async def test_writes_applied_whose_replies_were_lost_are_retried_and_counted_once_per_item(
+    dynamodb: Any, clock: Clock, error: Exception
+) -> None:
+    user, org = ids()
+    client = FlakyClient(dynamodb, error, failures=3, applied=True)
+    quotas = ledger(client, clock)
+    first = await quotas.reserve(user, org, estimated_input=100, max_tokens=1000, first=True)
+    client.failures = 3
+    second = await quotas.reserve(
+        user, org, estimated_input=100, max_tokens=1000, first=False, settle=(first, Usage(100, 50))
+    )
+    client.failures = 3
+
+    await quotas.settle(second, Usage(200, 100))
+
+    # Every write was applied, its reply lost, and sent again: the marker made each repeat a no-op.
+    for pk in (f"user#{user}", f"org#{org}", "global"):
+        stored = item(dynamodb, pk)
+        assert (stored["tokens"], stored["requests"]) == (450, 1), pk
+        assert (stored["input_tokens"], stored["output_tokens"]) == (300, 150), pk
+        assert not [name for name in stored if name.startswith("~")], "the request's marker is gone"
+    assert len(client.calls) == 3 * (3 + 3)
+
+
+async def test_a_settle_sent_again_after_it_failed_applies_only_what_was_not_applied(
     dynamodb: Any, clock: Clock
 ) -> None:
     user, org = ids()
-    client = FlakyClient(dynamodb, ReadTimeoutError(endpoint_url="http://dynamodb"), failures=2)
+    client = FlakyClient(dynamodb, client_error("ThrottlingException", "slow down"), failures=0, only="org#")
     quotas = ledger(client, clock)
     reservation = await quotas.reserve(user, org, estimated_input=100, max_tokens=1000, first=True)
+    client.failures = 10  # the organization's settle gives up; the other two are applied
 
+    with pytest.raises(Unavailable):
+        await quotas.settle(reservation, Usage(100, 50))
     await quotas.settle(reservation, Usage(100, 50))
 
-    assert len(client.tokens) == 4
-    assert client.tokens[0] == client.tokens[1] == client.tokens[2] != client.tokens[3]
-    assert tokens(dynamodb, f"user#{user}") == 150
+    for pk in (f"user#{user}", f"org#{org}", "global"):
+        assert tokens(dynamodb, pk) == 150, pk
 
 
 async def test_a_settle_is_finished_even_when_the_request_is_cancelled(dynamodb: Any, clock: Clock) -> None:
@@ -578,3 +638,167 @@ def test_reset_is_at_the_next_utc_midnight() -> None:
     assert seconds_until_reset(datetime(2025, 6, 2, tzinfo=UTC)) == 86_400
     half_past_one_in_paris_summer = datetime(2025, 6, 2, 1, 30, tzinfo=timezone(timedelta(hours=2)))
     assert resets_at(half_past_one_in_paris_summer) == "2025-06-02T00:00:00Z"
+
+
+# ------------------------------------------------------------------------- shards
+
+SHARDED = Layouts.parse("2025-06-01:4/3")
+
+
+def sharded(client: Any, clock: Clock, seed: int = 1, **limits: int) -> QuotaLedger:
+    return QuotaLedger(
+        client, TABLE, {**LIMITS, **limits}, clock=clock, layouts=SHARDED, rng=random.Random(seed)
+    )
+
+
+def tier_total(client: Any, prefix: str, day: str = "2025-06-01") -> int:
+    items = client.scan(TableName=TABLE)["Items"]
+    return sum(
+        int(i.get("tokens", {}).get("N", "0"))
+        for i in items
+        if i["sk"]["S"] == day and (i["pk"]["S"] == prefix or i["pk"]["S"].startswith(prefix + "#"))
+    )
+
+
+async def test_many_users_of_one_organization_and_many_organizations_never_take_a_sharded_tier_over(
+    dynamodb: Any, clock: Clock
+) -> None:
+    client = WatchedClient(dynamodb)
+    limits = {"user": 20_000, "organization": 60_000, "global": 150_000}
+    quotas = QuotaLedger(client, TABLE, limits, clock=clock, layouts=SHARDED, rng=random.Random(3))
+    rng = random.Random(11)
+    recorded: dict[str, int] = {}
+    refusals: list[LimitExceeded] = []
+    orgs = ["big"] + [f"small{i}" for i in range(6)]
+
+    async def request(user: str, org: str) -> None:
+        previous: tuple[Reservation, Usage] | None = None
+        try:
+            for call in range(3):
+                reservation = await quotas.reserve(
+                    user, org, estimated_input=800, max_tokens=1500, first=call == 0, settle=previous
+                )
+                if previous is not None:
+                    recorded[org] = recorded.get(org, 0) + previous[1].counted
+                await asyncio.sleep(0)
+                previous = (reservation, Usage(rng.randint(200, 800), rng.randint(0, reservation.max_tokens)))
+            assert previous is not None
+            await quotas.settle(*previous)
+            recorded[org] = recorded.get(org, 0) + previous[1].counted
+        except LimitExceeded as error:
+            refusals.append(error)
+            if previous is not None:
+                recorded[org] = recorded.get(org, 0) + previous[1].counted
+
+    requests = [(f"u{i}-big", "big") for i in range(30)] + [
+        (f"u{i}-{org}", org) for org in orgs[1:] for i in range(6)
+    ]
+    await asyncio.gather(*(request(user, org) for user, org in requests))
+
+    assert refusals, "the race should reach a tier's limit"
+    for org in orgs:
+        assert tier_total(dynamodb, f"org#{org}") == recorded.get(org, 0)
+        assert client.peaks.get(f"org#{org}", 0) <= limits["organization"]
+    assert tier_total(dynamodb, "global") == sum(recorded.values())
+    assert client.peaks["global"] <= limits["global"]
+    for pk, peak in client.peaks.items():
+        if pk.startswith("global#"):
+            assert peak <= share(limits["global"], 4, int(pk.split("#")[1]))
+    # Refusals name a tier that really was nearly spent, summed over its shards.
+    assert all(r.used > r.limit - 4 * 2300 for r in refusals)
+
+
+async def test_a_full_shard_is_not_a_refusal_while_another_shard_has_room(
+    dynamodb: Any, clock: Clock
+) -> None:
+    user, org = ids()
+    quotas = QuotaLedger(dynamodb, TABLE, {**LIMITS, "global": 40_000}, clock=clock, layouts=SHARDED)
+    for k in range(3):  # three of the four global shards (10,000 each) are spent
+        dynamodb.put_item(
+            TableName=TABLE,
+            Item={"pk": {"S": f"global#{k}"}, "sk": {"S": "2025-06-01"}, "tokens": {"N": "10000"}},
+        )
+
+    for _ in range(4):  # whichever shard the draw picks, the reservation lands on the one with room
+        reservation = await quotas.reserve(user, org, estimated_input=500, max_tokens=1000, first=True)
+        await quotas.settle(reservation, Usage(500, 1000))
+
+    assert reservation.hold("global").pk == "global#3"
+    assert tokens(dynamodb, "global#3") == 6000
+    with pytest.raises(LimitExceeded) as refused:  # 4,000 left on shard 3, none elsewhere
+        await quotas.reserve(user, org, estimated_input=3900, max_tokens=1000, first=True)
+    assert (refused.value.tier, refused.value.used) == ("global", 36_000)
+
+
+async def test_a_request_stays_on_its_shards_so_each_call_writes_each_tier_once(
+    dynamodb: Any, clock: Clock
+) -> None:
+    user, org = ids()
+    client = SerializedClient(dynamodb)
+    quotas = sharded(client, clock)
+    previous: tuple[Reservation, Usage] | None = None
+    for call in range(3):
+        reservation = await quotas.reserve(
+            user, org, estimated_input=500, max_tokens=1000, first=call == 0, settle=previous
+        )
+        if previous is not None:
+            assert [h.pk for h in reservation.holds] == [h.pk for h in previous[0].holds]
+        previous = (reservation, Usage(400, 300))
+    assert previous is not None
+    await quotas.settle(*previous, tool_calls=2)
+
+    assert client.writes == 3 * 4
+    home_pk = previous[0].hold("organization").pk
+    assert home_pk == f"org#{org}#{home(user, 3)}"
+    assert unpack(int(item(dynamodb, home_pk)[f"u:{user}"])) == (2100, 1, 2)
+    assert tier_total(dynamodb, "global") == tier_total(dynamodb, f"org#{org}") == 2100
+
+
+async def test_usage_sums_each_tier_over_its_shards_in_one_batched_read(dynamodb: Any, clock: Clock) -> None:
+    user, org = ids()
+    quotas = sharded(dynamodb, clock)
+    for i, someone in enumerate([user, "b" + user, "c" + user]):
+        reservation = await quotas.reserve(someone, org, estimated_input=100, max_tokens=1000, first=True)
+        await quotas.settle(reservation, Usage(100 * (i + 1), 100))
+
+    reads = SerializedClient(dynamodb)
+    calls = []
+    reads.batch_get_item = lambda **kw: calls.append(kw) or dynamodb.batch_get_item(**kw)  # type: ignore[method-assign]
+    report = await sharded(reads, clock).report(user, org)
+
+    assert len(calls) == 1
+    assert {tier: v["used"] for tier, v in report["tiers"].items()} == {
+        "user": 200,
+        "organization": 900,
+        "global": 900,
+    }
+
+
+async def test_a_new_layout_starts_with_its_day_so_old_and_new_instances_count_a_day_on_the_same_items(
+    dynamodb: Any,
+) -> None:
+    user, org = ids()
+    clock = Clock(datetime(2025, 5, 31, 23, 59, 50, tzinfo=UTC))
+    limits = {**LIMITS, "global": 10_000}
+    old = QuotaLedger(dynamodb, TABLE, limits, clock=clock)  # a deploy before the layout existed
+    new = QuotaLedger(dynamodb, TABLE, limits, clock=clock, layouts=SHARDED)
+
+    # On the last unsharded day both write `global`, so its one limit holds across both.
+    held = [
+        await ledger_.reserve(user, org, estimated_input=1000, max_tokens=3000, first=True)
+        for ledger_ in (old, new)
+    ]
+    with pytest.raises(LimitExceeded):
+        await new.reserve("x" + user, org, estimated_input=1900, max_tokens=3000, first=True)
+    assert [h.hold("global").pk for h in held] == ["global", "global"]
+    assert tokens(dynamodb, "global", "2025-05-31") == 8000
+
+    clock.now += timedelta(seconds=15)  # the new layout's first day
+    later = await new.reserve(
+        user, org, estimated_input=1000, max_tokens=1000, first=False, settle=(held[1], Usage(900, 100))
+    )
+    await new.settle(held[0], Usage(500, 500))
+
+    assert later.day == "2025-06-01" and later.hold("global").pk.startswith("global#")
+    assert tokens(dynamodb, "global", "2025-05-31") == 2000  # both settled on their own day's item
+    assert tier_total(dynamodb, "global") == 2000

@@ -130,3 +130,11 @@ def test_the_claim_role_source_with_its_claim_configures_it(monkeypatch: pytest.
         "organizationRole",
         "activeOrganizationId",
     )
+def test_quota_shard_layouts_are_read_and_a_malformed_one_is_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CHATBOT_QUOTA_SHARDS", "2026-12-01:64/8")
+    assert Settings().quota_layouts.entries[0][1].global_shards == 64
+    monkeypatch.setenv("CHATBOT_QUOTA_SHARDS", "2026-12-01:64")
+    with pytest.raises(ValueError, match="chatbot_quota_shards"):
+        Settings()

@@ -55,9 +55,15 @@ def fake_anthropic() -> Iterator[FakeAnthropic]:
 class LiveServer:
     """The app served by uvicorn in a background thread, with helpers to call it as a client would."""
 
-    def __init__(self, settings: Settings, *, keep_alive_seconds: float = SERVER_KEEP_ALIVE_SECONDS) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        keep_alive_seconds: float = SERVER_KEEP_ALIVE_SECONDS,
+        tracing: Any = None,
+    ) -> None:
         self.settings = settings
-        self.app = create_app(settings)
+        self.app = create_app(settings, tracing)
         # IPPROTO_TCP so asyncio sets TCP_NODELAY on accepted connections (see tests/fakes/anthropic_api.py).
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -148,7 +154,9 @@ def start_server(dynamodb_endpoint: str, fake_anthropic: FakeAnthropic) -> Itera
     """Start a live server; keyword arguments override its settings (and its keep-alive timeout)."""
     servers: list[LiveServer] = []
 
-    def start(*, keep_alive_seconds: float = SERVER_KEEP_ALIVE_SECONDS, **overrides: Any) -> LiveServer:
+    def start(
+        *, keep_alive_seconds: float = SERVER_KEEP_ALIVE_SECONDS, tracing: Any = None, **overrides: Any
+    ) -> LiveServer:
         suffix = uuid.uuid4().hex[:8]
         values: dict[str, Any] = {
             "chatbot_local": True,
@@ -162,7 +170,9 @@ def start_server(dynamodb_endpoint: str, fake_anthropic: FakeAnthropic) -> Itera
             "chatbot_audit_table": f"ChatbotAudit-{suffix}",
             **overrides,
         }
-        server = LiveServer(Settings(**values), keep_alive_seconds=keep_alive_seconds).start()
+        server = LiveServer(
+            Settings(**values), keep_alive_seconds=keep_alive_seconds, tracing=tracing
+        ).start()
         servers.append(server)
         return server
 

@@ -86,6 +86,10 @@ class SerialDynamoDB:
                 return _error(start_response, 400, code, "Rate of requests exceeds the allowed throughput.")
             if fault == CONFLICT:
                 self.faults.add(operation, fault)
+                if operation != "TransactWriteItems":  # a write meeting a transaction in progress on its item
+                    return _error(
+                        start_response, 400, "TransactionConflictException", "Transaction is ongoing"
+                    )
                 return _conflict(start_response, body)
             if fault == BAD_GATEWAY:
                 self.faults.add(operation, fault)
@@ -269,6 +273,27 @@ def stored_usage(endpoint: str, table: str, pk: str) -> dict[str, int]:
         "Item", {}
     )
     return {name: int(value["N"]) for name, value in item.items() if "N" in value}
+
+
+def stored_tier(endpoint: str, table: str, pk: str) -> dict[str, int]:
+    """Today's usage of one tier summed over its shards (`org#<id>` and `org#<id>#<k>`, `global` and
+    `global#<k>`), as ints."""
+    from datetime import UTC, datetime
+
+    client = boto3.client("dynamodb", region_name="us-east-1", endpoint_url=endpoint)
+    day = datetime.now(UTC).date().isoformat()
+    total: dict[str, int] = {}
+    for page in client.get_paginator("scan").paginate(TableName=table):
+        for item in page["Items"]:
+            key = item["pk"]["S"]
+            if item["sk"]["S"] != day or not (
+                key == pk or (key.startswith(pk + "#") and key.count("#") == pk.count("#") + 1)
+            ):
+                continue
+            for name, value in item.items():
+                if "N" in value and not name.startswith(("u:", "~")):
+                    total[name] = total.get(name, 0) + int(value["N"])
+    return total
 
 
 def counted(usage_event: dict[str, Any]) -> int:

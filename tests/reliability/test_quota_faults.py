@@ -21,6 +21,7 @@ from tests.reliability.support import (
     counted,
     random_faults,
     seed_members,
+    stored_tier,
     stored_usage,
 )
 
@@ -54,7 +55,7 @@ async def race_for_the_org_limit(
     async def sample() -> None:
         while not done.is_set():
             item = await asyncio.to_thread(
-                stored_usage, dynamodb.endpoint, settings.chatbot_usage_table, "org#org_acme"
+                stored_tier, dynamodb.endpoint, settings.chatbot_usage_table, "org#org_acme"
             )
             samples.append(item.get("tokens", 0))
             await asyncio.sleep(0.02)
@@ -85,17 +86,25 @@ def check_totals(server: Any, dynamodb: DynamoDBServer, streams: dict[str, list[
         stored = stored_usage(dynamodb.endpoint, table, f"user#{user}")
         assert stored.get("tokens", 0) == user_sum, user
         org_sum += user_sum
-    org = stored_usage(dynamodb.endpoint, table, "org#org_acme")
+    org = stored_tier(dynamodb.endpoint, table, "org#org_acme")
     assert org["tokens"] == org_sum
+    assert stored_tier(dynamodb.endpoint, table, "global")["tokens"] == org_sum
     assert org["tokens"] <= ORG_LIMIT
     admitted = sum(1 for s in (x for v in streams.values() for x in v) if s.status == 200)
     assert org["requests"] == admitted
     return dict(outcomes)
 
 
+SHARDED = "2020-01-01:3/4"  # sharded since long ago: 3 global shards, 4 organization shards
+
+
 @pytest.mark.parametrize(
-    ("user_count", "rounds"),
-    [pytest.param(30, 3, id="30x3"), pytest.param(80, 5, id="80x5", marks=pytest.mark.soak)],
+    ("user_count", "rounds", "shards"),
+    [
+        pytest.param(30, 3, "", id="30x3"),
+        pytest.param(30, 3, SHARDED, id="30x3-sharded"),
+        pytest.param(80, 5, SHARDED, id="80x5-sharded", marks=pytest.mark.soak),
+    ],
 )
 async def test_dozens_of_users_near_the_org_limit_never_exceed_it_and_totals_equal_the_usage_events(
     start_server: ServerFactory,
@@ -103,8 +112,11 @@ async def test_dozens_of_users_near_the_org_limit_never_exceed_it_and_totals_equ
     dynamodb_server: DynamoDBServer,
     user_count: int,
     rounds: int,
+    shards: str,
 ) -> None:
-    server = start_server(chatbot_daily_token_limit_organization=ORG_LIMIT, chatbot_max_tokens=1024)
+    server = start_server(
+        chatbot_daily_token_limit_organization=ORG_LIMIT, chatbot_max_tokens=1024, chatbot_quota_shards=shards
+    )
     users = seed_members(dynamodb_server.endpoint, server.settings.app_table, "org_acme", user_count)
     fake_anthropic.set_responder(responder)
 
@@ -120,12 +132,16 @@ async def test_dozens_of_users_near_the_org_limit_never_exceed_it_and_totals_equ
 async def test_throttling_conflicts_and_lost_replies_are_retried_and_never_lose_or_double_usage(
     start_server: ServerFactory, fake_anthropic: FakeAnthropic, dynamodb_server: DynamoDBServer
 ) -> None:
-    server = start_server(chatbot_daily_token_limit_organization=ORG_LIMIT, chatbot_max_tokens=1024)
+    server = start_server(
+        chatbot_daily_token_limit_organization=ORG_LIMIT,
+        chatbot_max_tokens=1024,
+        chatbot_quota_shards=SHARDED,
+    )
     users = seed_members(dynamodb_server.endpoint, server.settings.app_table, "org_acme", 20)
     fake_anthropic.set_responder(responder)
     injector = random_faults(
         {
-            "TransactWriteItems": {THROTTLE: 0.15, CONFLICT: 0.15, LOST_REPLY: 0.1},
+            "UpdateItem": {THROTTLE: 0.15, CONFLICT: 0.15, LOST_REPLY: 0.1},
             "BatchGetItem": {THROTTLE: 0.2},
         }
     )

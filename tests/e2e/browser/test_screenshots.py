@@ -3,6 +3,7 @@ state it photographs; with UPDATE_SCREENSHOTS=1 the images are written to docs/ 
 
 from __future__ import annotations
 
+import datetime
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,10 @@ from tests.e2e.conftest import LiveServer
 from tests.fakes.anthropic_api import FakeAnthropic, Reply, demo_responder
 
 pytestmark = pytest.mark.browser
+
+
+# The activity's page: the usage report above the audit trail.
+HEIGHT = 1700
 
 
 def _target(tmp_path: Path, name: str) -> Path:
@@ -117,14 +122,28 @@ def test_approval_screenshot_shows_a_change_waiting_for_the_users_decision(
     chat.page.screenshot(path=_target(tmp_path, "screenshot-approval.png"))
 
 
-def test_activity_screenshot_shows_the_audit_trail_on_the_team_page(
+def test_activity_screenshot_shows_the_usage_and_the_audit_trail_on_the_team_page(
     server: LiveServer,
     new_context: Callable[..., BrowserContext],
     fake_anthropic: FakeAnthropic,
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Three requests of Alice's, as the chat sheet would send them: a lookup, an approved removal and a
-    # declined invitation.
+    # The week before: a question a day from Alice or Bob, each answered at its own length, charged to
+    # its day by the ledger's clock.
+    ledger = server.services.ledger
+    now = datetime.datetime.now(datetime.UTC)
+    for days_ago in range(7, 0, -1):
+        monkeypatch.setattr(
+            ledger, "_clock", lambda days_ago=days_ago: now - datetime.timedelta(days=days_ago)
+        )
+        fake_anthropic.enqueue(Reply.text("Here is what I found. " * (40 * (days_ago % 4 + 1))))
+        run_async(
+            server.message("What changed this week?", user="user_bob" if days_ago % 3 == 0 else "user_alice")
+        )
+    monkeypatch.undo()
+    # Then five requests of Alice's today, as the chat sheet would send them: a lookup, a removal and its
+    # approval, an invitation and its refusal.
     fake_anthropic.enqueue(
         Reply.tool_use("member_list", {"role": "admin"}),
         Reply.text("Alice Anders is the admin."),
@@ -151,7 +170,7 @@ def test_activity_screenshot_shows_the_audit_trail_on_the_team_page(
             }
         )
     )
-    context = new_context(color_scheme="light", viewport={"width": 1280, "height": 1210})
+    context = new_context(color_scheme="light", viewport={"width": 1280, "height": HEIGHT})
     chat = ChatPage(context.new_page(), server).goto()
     rows = chat.page.locator("chatbot-activity .cb-activity-table tbody tr")
     expect(rows).to_have_count(3)
@@ -170,6 +189,13 @@ def test_activity_screenshot_shows_the_audit_trail_on_the_team_page(
         " return s.scrollWidth - s.clientWidth; }"
     )
     assert overflow <= 0, overflow
+    # The usage above it: a bar for each of the eight days, and the two people, Alice first; Bob, removed
+    # today, is no longer a member to take a name from, so his usage shows under his id.
+    usage = chat.page.get_by_role("region", name="Usage", exact=True)
+    expect(usage.get_by_role("img", name="Tokens per day")).to_be_visible()
+    expect(usage.locator("figcaption")).to_contain_text("in 12 requests")
+    expect(usage.locator(".cb-report-bar:not([data-tokens='0'])")).to_have_count(8)
+    expect(usage.get_by_role("table").locator("tbody th")).to_have_text(["Alice Anders", "user_bob"])
     height = chat.page.evaluate("() => document.documentElement.scrollHeight")
-    assert height <= 1210, height
+    assert height <= HEIGHT, height
     chat.page.screenshot(path=_target(tmp_path, "screenshot-activity.png"))

@@ -124,4 +124,6 @@ def test_the_activity_is_not_shown_to_a_member(
         "Only owners and admins can see the activity."
     )
     expect(page.locator("chatbot-activity .cb-activity-table tbody tr")).to_have_count(0)
+    # Nor is the usage report: its section goes (the one message above speaks for the element).
+    expect(page.locator("chatbot-activity").get_by_role("heading", name="Usage")).to_have_count(0)
     assert bob.errors == []
