@@ -123,6 +123,7 @@ class Meter:
         """Whether the open call's request went out to the model (`False` again when the API refused it
         before reading it): a call cut short after that is charged at least its estimated input."""
         self._current().sent = sent
+
     def tool_ran(self) -> None:
         """One more tool call ran (for the usage report); recorded with the request's next write."""
         self._tool_calls += 1

@@ -139,6 +139,7 @@ class Settings(BaseSettings):
             or self.aws_lwa_snapstart_before_checkpoint_path is not None
             or self.aws_lwa_snapstart_after_restore_path is not None
         )
+
     @field_validator("chatbot_quota_shards")
     @classmethod
     def _valid_layouts(cls, value: str) -> str:

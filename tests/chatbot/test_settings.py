@@ -130,6 +130,8 @@ def test_the_claim_role_source_with_its_claim_configures_it(monkeypatch: pytest.
         "organizationRole",
         "activeOrganizationId",
     )
+
+
 def test_quota_shard_layouts_are_read_and_a_malformed_one_is_refused_at_start(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
