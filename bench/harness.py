@@ -286,11 +286,11 @@ async def first_call_params(
     from chatbot.appdata import AppData
     from chatbot.permissions import Caller
     from chatbot.settings import Settings
-    from chatbot.tools import Toolbox
+    from chatbot.tools import BuiltinTools
 
     caller = Caller(user, BENCH_ORG, "member", f"Bench User {user[-4:]}", f"{user}@bench.test", org_name)
-    async with Toolbox(AppData(None, "unused")) as toolbox:
-        tools = await toolbox.definitions(caller)
+    async with BuiltinTools(AppData(None, "unused")) as builtin:
+        tools = await builtin.definitions(caller)
     if tools:
         tools[-1] = {**tools[-1], "cache_control": EPHEMERAL}
     settings = Settings(_env_file=None)

@@ -235,13 +235,16 @@ async def prompt_tokens(anthropic_url: str) -> list[dict[str, Any]]:
     from chatbot.agent import system_prompt
     from chatbot.appdata import AppData
     from chatbot.permissions import Caller
-    from chatbot.tools import Toolbox
+    from chatbot.tools import BuiltinTools
 
     rows = []
-    async with Toolbox(AppData(None, "unused")) as toolbox, httpx.AsyncClient(base_url=anthropic_url) as http:
+    async with (
+        BuiltinTools(AppData(None, "unused")) as builtin,
+        httpx.AsyncClient(base_url=anthropic_url) as http,
+    ):
         for role in ("owner", "admin", "member", "viewer"):
             caller = Caller("user_alice", "org_acme", role, "Alice Anders", "alice@acme.test", "Acme Inc")  # type: ignore[arg-type]
-            tools = await toolbox.definitions(caller)
+            tools = await builtin.definitions(caller)
             system = system_prompt(caller, datetime.now(UTC))
             base = {"model": "claude-haiku-4-5", "messages": [{"role": "user", "content": "hi"}]}
 

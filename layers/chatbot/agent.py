@@ -32,7 +32,7 @@ from .events import Event, StopReason, event
 from .meter import Meter
 from .permissions import Caller
 from .settings import Settings
-from .tools import Toolbox, ToolResult
+from .tools import Catalog, ToolResult
 from .usage import estimate_input_tokens
 
 # What the panel shows of a tool's result; the model always gets the whole (already size-capped) result.
@@ -153,7 +153,7 @@ class Turn:
     """
 
     client: AsyncAnthropic
-    toolbox: Toolbox
+    tools: Catalog
     meter: Meter
     settings: Settings
     caller: Caller
@@ -175,7 +175,7 @@ class Turn:
         """List the caller's tools, write the system prompt, build the context, and reserve the first call
         (`LimitExceeded`). A request that runs approved calls first reserves after them, once their results
         are part of what the model reads."""
-        self._tools = await self.toolbox.definitions(self.caller)
+        self._tools = self.tools.definitions()
         if self._tools:
             self._tools[-1]["cache_control"] = EPHEMERAL
         self._system = [
@@ -273,10 +273,10 @@ class Turn:
         results: dict[str, ToolResult] = {}
         runnable: list[ToolCall] = []
         for call in calls:
-            refusal = self.toolbox.refusal(self.caller, call.name, call.input)
+            refusal = self.tools.refusal(call.name, call.input)
             if refusal is not None:
                 results[call.id] = refusal
-            elif needs_approval(self.toolbox.annotations(call.name), self.settings.chatbot_approval):
+            elif needs_approval(self.tools.annotations(call.name), self.settings.chatbot_approval):
                 waiting = await self._waiting(call)
                 self.pending.append(waiting)
                 yield event("approval_required", **waiting.event_data())
@@ -295,7 +295,7 @@ class Turn:
             self._add({"role": "user", "content": [_result_block(c.id, results[c.id]) for c in answered]})
 
     async def _waiting(self, call: ToolCall) -> PendingCall:
-        summary = await self.toolbox.summary(self.caller, call.name, call.input)
+        summary = await self.tools.summary(call.name, call.input)
         decide_by = self.request.clock() + self.settings.chatbot_approval_ttl_seconds
         return PendingCall(
             call.id, call.name, call.input, summary, self.request.request_id, decide_by, len(self.pending)
@@ -322,7 +322,7 @@ class Turn:
         approved: bool | None,
     ) -> None:
         async with results:
-            result = await self.toolbox.call(self.caller, call.name, call.input)
+            result = await self.tools.call(call.name, call.input)
             await self._record(call.name, call.input, result, approved=approved)
             # The turn may have been stopped while this call ran: then nobody waits for its result.
             with contextlib.suppress(anyio.BrokenResourceError):
