@@ -15,7 +15,7 @@ SAM := $(TOOLS)/sam/bin/sam
 PYTHON_RUNTIME ?= python3.11
 ARCHITECTURE ?= x86_64
 
-.PHONY: help run test lint test-js test-py build deploy bench soak frontend clean requirements check-requirements
+.PHONY: help run test lint test-js test-py build deploy bench soak frontend clean requirements check-requirements reference-servers
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -45,7 +45,14 @@ lint: $(VENV)/.synced
 test-js: frontend
 	npm test --silent --prefix frontend
 
-test-py: $(VENV)/.synced frontend
+# The MCP reference server the remote MCP client is tested against (Node >= 20, pinned in its own lockfile).
+EVERYTHING := tests/reference/server-everything
+$(EVERYTHING)/node_modules/.package-lock.json: $(EVERYTHING)/package-lock.json
+	npm ci --prefix $(EVERYTHING) --no-audit --no-fund --loglevel=error
+
+reference-servers: $(EVERYTHING)/node_modules/.package-lock.json
+
+test-py: $(VENV)/.synced frontend reference-servers
 	@scripts/ensure-chromium
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
@@ -89,4 +96,4 @@ deploy: build ## sam deploy --guided (answers are saved in samconfig.toml)
 	$(SAM) deploy --guided --parameter-overrides $(SAM_PARAMETERS)
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .aws-sam frontend/dist frontend/node_modules
+	rm -rf $(VENV) $(TOOLS) .aws-sam frontend/dist frontend/node_modules $(EVERYTHING)/node_modules

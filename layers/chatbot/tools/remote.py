@@ -26,6 +26,7 @@ import httpx2
 from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import (
+    PARSE_ERROR,
     AudioContent,
     BlobResourceContents,
     CallToolResult,
@@ -161,8 +162,11 @@ def _why(exc: BaseException, borrowed: _Borrowed) -> str:
     if borrowed.too_large or any(isinstance(leaf, ResponseTooLarge) for leaf in leaves):
         return f"its response was larger than {MAX_RESPONSE_BYTES // 1024} KB"
     for leaf in leaves:
+        if isinstance(leaf, MCPError) and leaf.code == PARSE_ERROR:
+            return "it sent a malformed answer"
         if isinstance(leaf, MCPError):
-            return f"it answered with an error: {leaf.message}"
+            first_line = (leaf.message.splitlines() or [""])[0]
+            return f"it answered with an error: {first_line[:200]}"
         if isinstance(leaf, httpx2.TransportError | OSError):
             return "it could not be reached"
         if isinstance(leaf, ValidationError | ValueError):
