@@ -97,6 +97,8 @@ def run(label: str, quick: bool) -> dict[str, Any]:
             results["caching"] = asyncio.run(measure.caching(app.url, users[20:22]))
             results["cpu"] = asyncio.run(measure.cpu_per_request(app, users[:20], 50 if quick else 200))
             results["concurrency_lean"] = asyncio.run(measure.concurrency(app, anthropic_url, users, levels))
+        print("lean DynamoDB, Redis lock: one remote MCP server 1 ms away", flush=True)
+        results["remote_tools"] = measure.remote_tools(lean, users[:20], 60 if quick else 200, REDIS_URL)
         with harness.app_server(lean, redis_url=None) as app:
             print("lean DynamoDB, in-memory lock: ttft", flush=True)
             results["ttft_lean_memory"] = asyncio.run(
@@ -125,6 +127,26 @@ def run(label: str, quick: bool) -> dict[str, Any]:
     return results
 
 
+def run_remote_only(label: str, quick: bool) -> dict[str, Any]:
+    """Only the remote-tools measurement, merged into the saved results of `label` (a full run takes long
+    on a shared machine; this part needs only the lean DynamoDB, the fake API and Redis)."""
+    path = ROOT / "docs" / "bench" / f"results-{label}.json"
+    results: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {"label": label}
+    compile_bytecode()
+    rid = harness.run_id()
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        os.environ.setdefault(key, "bench")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    with harness.fake_anthropic() as anthropic_url, harness.lean_dynamodb() as lean_url:
+        tables = (f"AppData-bench-{rid}", f"ChatbotUsage-bench-{rid}")
+        lean = harness.Stack(lean_url, anthropic_url, *tables, lean=True)
+        users = harness.seed_bench_users(lean, 20, rid)
+        print("lean DynamoDB, Redis lock: one remote MCP server 1 ms away", flush=True)
+        results["remote_tools"] = measure.remote_tools(lean, users, 60 if quick else 200, REDIS_URL)
+    results["remote_tools_machine"] = machine()
+    return results
+
+
 def rounded(value: Any) -> Any:
     """`value` with floats to 4 decimals (0.1 ms for seconds): the results file stays small."""
     if isinstance(value, float):
@@ -147,13 +169,20 @@ def main() -> None:
     parser.add_argument("--label", default="after", help="name of this run's results (before/after)")
     parser.add_argument("--quick", action="store_true", help="fewer requests (a smoke run)")
     parser.add_argument("--report-only", action="store_true", help="re-render the report from saved results")
+    parser.add_argument(
+        "--only-remote-tools",
+        action="store_true",
+        help="measure only remote MCP tools, into the saved results",
+    )
     args = parser.parse_args()
     # A SIGTERM unwinds like an error, so the servers this run started are stopped too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     out = ROOT / "docs" / "bench"
     out.mkdir(parents=True, exist_ok=True)
     if not args.report_only:
-        results = run(args.label, args.quick)
+        results = (
+            run_remote_only(args.label, args.quick) if args.only_remote_tools else run(args.label, args.quick)
+        )
         (out / f"results-{args.label}.json").write_text(json.dumps(rounded(results), separators=(",", ":")))
     report.write(out)
     print(f"wrote {ROOT / 'docs' / 'BENCHMARKS.md'}", flush=True)

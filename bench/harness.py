@@ -172,6 +172,20 @@ def token(user_id: str, org_id: str = BENCH_ORG) -> str:
     return jwt.encode(claims, SECRET, algorithm="HS256")
 
 
+@contextmanager
+def remote_mcp(latency: float, *, legacy: bool = False) -> Iterator[str]:
+    """`bench.mcp_remote`: a host app's MCP server answering after `latency` seconds; yields its URL."""
+    port = free_port()
+    args = [PYTHON, "-m", "bench.mcp_remote", "--port", str(port), "--latency", str(latency)]
+    proc = spawn(args + (["--legacy"] if legacy else []))
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/healthz", proc=proc)
+        yield f"{url}/mcp"
+    finally:
+        stop(proc)
+
+
 @dataclass
 class AppProcess:
     proc: subprocess.Popen[bytes]
@@ -183,9 +197,14 @@ class AppProcess:
 
 
 @contextmanager
-def app_server(stack: Stack, *, redis_url: str | None) -> Iterator[AppProcess]:
+def app_server(
+    stack: Stack, *, redis_url: str | None, env: Mapping[str, str] | None = None
+) -> Iterator[AppProcess]:
     port = free_port()
-    proc = spawn([PYTHON, "-m", "bench.server", "--port", str(port)], stack.app_env(redis_url=redis_url))
+    proc = spawn(
+        [PYTHON, "-m", "bench.server", "--port", str(port)],
+        {**stack.app_env(redis_url=redis_url), **(env or {})},
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         wait_http(f"{url}/healthz", proc=proc)

@@ -472,6 +472,12 @@ def render(runs: dict[str, dict[str, Any]]) -> str:
         n = {label: s["n"] for label, s in summaries.items()}
         add(f"\nRequests per run: {n}. Target: p50 ≤ 10 ms and p99 ≤ 30 ms added.\n")
 
+    remote = next(
+        (runs[label]["remote_tools"] for label in reversed(labels) if "remote_tools" in runs[label]), None
+    )
+    if remote:
+        add(remote_tools_section(remote))
+
     # 2. breakdown
     add("## 2. Where the time goes, and store round trips per request\n")
     add("![Steps](bench/breakdown.png)\n")
@@ -630,6 +636,41 @@ def render(runs: dict[str, dict[str, Any]]) -> str:
     add("")
     add(CHANGES)
     return "\n".join(lines) + "\n"
+
+
+def remote_tools_section(section: list[dict[str, Any]], machine: dict[str, Any] | None) -> str:
+    """Added TTFT with one remote MCP server (`CHATBOT_MCP_SERVERS`) 1 ms away."""
+    out = [
+        "### Remote MCP tools: added time to first token\n",
+        *(
+            [f"Measured on its own (`python -m bench --only-remote-tools`): {_machine(machine)}.\n"]
+            if machine
+            else []
+        ),
+        "One remote MCP server (`bench/mcp_remote.py`: six tools over Streamable HTTP, stateless, every "
+        "request answered after 1 ms) against the same app without it, requests interleaved on the same "
+        "users (lean DynamoDB, Redis lock). The listing runs beside admission (membership read, lock, "
+        "conversation), so only what it takes beyond them reaches the first token. ms:\n",
+        "| scenario | without p50 | with p50 | added per pair p50 | p90 | listing (server side) p50 | p90 |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in section:
+        base, remote = ms(row["base"]), ms(row["remote"])
+        paired = remote - base
+        listing = np.asarray(row["listing_ms"], dtype=float)
+        out.append(
+            f"| {row['scenario']} | {f(q(base, 50))} | {f(q(remote, 50))} | {f(q(paired, 50))} | "
+            f"{f(q(paired, 90))} | {f(q(listing, 50))} | {f(q(listing, 90))} |"
+        )
+    out.append(
+        "\nWith the listing cached (the default `CHATBOT_MCP_LIST_TTL_SECONDS=60`; per user for `forward` "
+        "servers) a request only reads the cache. Listing for every request (`CHATBOT_MCP_LIST_TTL_SECONDS=0`, "
+        "or each user's first request in a minute with `auth: forward`) costs one round trip with a server "
+        "speaking the 2026-07-28 protocol (its discovery is remembered), and three with a legacy server "
+        "(`initialize`, `notifications/initialized`, `tools/list`); most of the rest is the mcp SDK's CPU per "
+        "session. Requests per scenario: " + ", ".join(str(len(row["base"])) for row in section) + ".\n"
+    )
+    return "\n".join(out)
 
 
 CHANGES = """## What changed between *before* and *after*
