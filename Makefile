@@ -34,8 +34,8 @@ frontend/node_modules/.package-lock.json: frontend/package-lock.json
 frontend: frontend/node_modules/.package-lock.json ## Build the chat sheet bundle (frontend/dist)
 	npm run --silent --prefix frontend build
 
-run: $(VENV)/.synced frontend ## Serve the demo app on http://127.0.0.1:3000 (reads .env)
-	$(PY) -m chatbot.local
+run: $(VENV)/.synced frontend ## Serve the demo app on http://127.0.0.1:3000 (reads .env; EXAMPLE=1: with the example host app's MCP server)
+	$(PY) -m $(if $(EXAMPLE),examples.projects.demo,chatbot.local)
 
 lint: $(VENV)/.synced
 	$(VENV)/bin/ruff check .
