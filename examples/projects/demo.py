@@ -50,7 +50,9 @@ def main() -> None:
         json.dumps([{"name": "projects", "url": f"http://127.0.0.1:{port}/mcp", "auth": "forward"}]),
     )
     if not _free(port):
-        raise SystemExit(f"port {port} is in use: stop what listens there, or set EXAMPLE_PORT to a free port")
+        raise SystemExit(
+            f"port {port} is in use: stop what listens there, or set EXAMPLE_PORT to a free port"
+        )
     # A terminated launcher still stops the example app (the `finally` below runs).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     example = subprocess.Popen([sys.executable, "-m", "examples.projects", "--port", str(port)])
