@@ -186,3 +186,17 @@ async def test_the_builtin_tools_can_be_left_out(
         await server.message("hi", user="user_bob")
     names = offered(fake_anthropic)
     assert "crm_echo" in names and all(name.startswith("crm_") for name in names)
+
+
+async def test_a_refused_request_stops_the_listing_at_once_and_the_server_stays_in(
+    start_server: ServerFactory, fake_anthropic: FakeAnthropic, caplog: pytest.LogCaptureFixture
+) -> None:
+    with FakeMcpServer() as slow:
+        slow.misbehave("*", "hang")
+        # Were the listing left to run, the refusal would wait its 60 s and the client (30 s) give up first.
+        server = start_server(chatbot_mcp_servers=[{"name": "slow", "url": slow.url, "timeout_seconds": 60}])
+        refused = await server.message("hello", user="user_erin")
+        assert refused.status == 403
+        assert not [r for r in caplog.records if "left out" in r.getMessage()], (
+            "a refusal is not the server's fault"
+        )

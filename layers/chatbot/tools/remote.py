@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import httpx2
 from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
@@ -248,6 +249,9 @@ class RemoteServer:
         # A remote server is outside our control: whatever goes wrong in its session (the SDK's task groups
         # may raise anything its transport met) leaves it out of this request and never fails the chat.
         except Exception as exc:  # noqa: BLE001 (see above)
+            # The request itself was stopped (refused at admission, cancelled): that says nothing about the
+            # server, whatever the SDK made of the cancellation.
+            await anyio.lowlevel.checkpoint_if_cancelled()
             why = _why(exc, borrowed)
             # Refusing one user (a forwarded token it rejects) is not being down for everyone.
             scope = key if any(isinstance(leaf, MCPError) for leaf in _leaves(exc)) else ""
@@ -324,6 +328,7 @@ class RemoteServer:
             return ToolResult(True, f"{tool.name} timed out after {self.config.timeout_seconds:g} s.{note}")
         # As for the listing: nothing a remote server does may end the request.
         except Exception as exc:  # noqa: BLE001 (see above)
+            await anyio.lowlevel.checkpoint_if_cancelled()
             why = _why(exc, borrowed)
             self._forget_era()
             logger.warning(
