@@ -5,7 +5,7 @@ both for the process; `catalog` is what one request offers the model and runs; `
 from .builtin import CALLER_META_KEY, TOOLS, BuiltinTools, ToolSpec, build_server, caller_meta, permitted
 from .catalog import Catalog, offered_name
 from .remote import Listing, RemoteServer
-from .tool import PERMISSION_META_KEY, Tool, ToolResult
+from .tool import PERMISSION_META_KEY, Tool, ToolResult, not_permitted
 from .toolbox import Toolbox
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "Toolbox",
     "build_server",
     "caller_meta",
+    "not_permitted",
     "offered_name",
     "permitted",
 ]

@@ -54,6 +54,8 @@ MAX_RESPONSE_BYTES = 2 * 1024 * 1024
 MAX_LISTING_PAGES = 10
 MAX_TOOLS_PER_SERVER = 128
 MAX_DESCRIPTION_CHARS = 2000
+MAX_SCHEMA_CHARS = 16_000
+"""A tool whose input schema is longer (as JSON) is left out: every request would pay for it in tokens."""
 MAX_CACHED_LISTINGS = 10_000
 PERMISSION = re.compile(r"[A-Za-z0-9_.-]{1,64}:[A-Za-z0-9_.-]{1,64}")
 CLIENT_INFO = Implementation(name="chatbot", version="1")
@@ -302,6 +304,14 @@ class RemoteServer:
                 "MCP server %s: tool %r left out: its input schema is not an object",
                 self.name,
                 listed.name[:100],
+            )
+            return None
+        if len(json.dumps(schema)) > MAX_SCHEMA_CHARS:
+            logger.warning(
+                "MCP server %s: tool %r left out: its input schema is over %d characters",
+                self.name,
+                listed.name[:100],
+                MAX_SCHEMA_CHARS,
             )
             return None
         title = listed.title or (listed.annotations.title if listed.annotations else None)

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx2
 import jwt
 import pytest
 from chatbot.appdata import AppData
@@ -17,7 +18,8 @@ from chatbot.approval import needs_approval
 from chatbot.permissions import Caller
 from chatbot.settings import McpServerConfig
 from chatbot.tools import Catalog, Toolbox
-from chatbot.tools.remote import LEFT_OUT_SECONDS
+from chatbot.tools.remote import LEFT_OUT_SECONDS, RemoteServer
+from mcp.types import Tool as McpTool
 
 from tests.chatbot.tools.conftest import SECRET, Clock, server
 from tests.fakes.mcp_server import LONG_NAME, FakeMcpServer
@@ -243,3 +245,20 @@ async def test_the_example_app_refuses_a_server_marked_none_since_it_gets_no_tok
     async with toolbox([server("projects", example_url)]) as box:
         listing = await box.listing("user_bob", "org_acme", TOKEN)
     assert listing.left_out == {"projects"}
+
+
+def test_a_tool_with_an_oversized_or_non_object_schema_is_left_out() -> None:
+    remote = RemoteServer(server("crm", "http://127.0.0.1:9/mcp"), httpx2.AsyncHTTPTransport())
+    huge = {
+        "type": "object",
+        "properties": {f"p{i}": {"type": "string", "description": "x" * 100} for i in range(200)},
+    }
+    assert remote._tool(McpTool(name="big", input_schema=huge)) is None
+    assert remote._tool(McpTool(name="odd", input_schema={"type": "array"})) is None
+    fine = remote._tool(McpTool(name="ok", title="Okay", input_schema={"type": "object"}))
+    assert fine is not None and (fine.source, fine.remote_name, fine.title, fine.permission) == (
+        "crm",
+        "ok",
+        "Okay",
+        None,
+    )
