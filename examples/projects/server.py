@@ -110,8 +110,8 @@ def build_server(store: Store, verifier: JwtVerifier, *, base_url: str) -> MCPSe
         instructions="Projects and tasks of the caller's organization.",
         token_verifier=verifier,
         auth=AuthSettings(
-            issuer_url=verifier.issuer or base_url,  # type: ignore[arg-type]
-            resource_server_url=f"{base_url}/mcp",  # type: ignore[arg-type]
+            issuer_url=verifier.issuer or base_url,
+            resource_server_url=f"{base_url}/mcp",
             # The forwarded token was issued for the chatbot, not for this server: it is the user's session
             # token, trusted here because it is signed by the same issuer (audience checked with JWKS).
             validate_token_resource=False,
