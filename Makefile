@@ -12,10 +12,12 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 PY := $(VENV)/bin/python
 SAM := $(TOOLS)/sam/bin/sam
-PYTHON_RUNTIME ?= python3.11
+# The Lambda runtime and architecture the layer is built for and deployed with: the same defaults as
+# template.yaml, samconfig.toml and layers/Makefile (tests/deploy/test_runtime.py).
+PYTHON_RUNTIME ?= python3.13
 ARCHITECTURE ?= x86_64
 
-.PHONY: help run test lint test-js test-py build deploy bench soak frontend clean requirements check-requirements reference-servers
+.PHONY: help run test lint test-js test-py better-auth build deploy bench soak frontend conformance clean requirements check-requirements reference-servers
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -34,6 +36,12 @@ frontend/node_modules/.package-lock.json: frontend/package-lock.json
 frontend: frontend/node_modules/.package-lock.json ## Build the chat sheet bundle (frontend/dist)
 	npm run --silent --prefix frontend build
 
+# The MCP conformance suite and the Node 22 it needs (Debian's node is 20), both pinned in its lockfile.
+tests/conformance/node_modules/.package-lock.json: tests/conformance/package-lock.json
+	npm ci --prefix tests/conformance --no-audit --no-fund --loglevel=error
+
+conformance: tests/conformance/node_modules/.package-lock.json
+
 run: $(VENV)/.synced frontend ## Serve the demo app on http://127.0.0.1:3000 (reads .env; EXAMPLE=1: with the example host app's MCP server)
 	$(PY) -m $(if $(EXAMPLE),examples.projects.demo,chatbot.local)
 
@@ -41,6 +49,13 @@ lint: $(VENV)/.synced
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+# The Better Auth host of the end-to-end identity test (tests/e2e/test_better_auth.py): the pinned npm package.
+BETTER_AUTH := tests/e2e/better_auth
+$(BETTER_AUTH)/node_modules/.package-lock.json: $(BETTER_AUTH)/package-lock.json
+	npm ci --prefix $(BETTER_AUTH) --no-audit --no-fund --loglevel=error
+
+better-auth: $(BETTER_AUTH)/node_modules/.package-lock.json
 
 test-js: frontend
 	npm test --silent --prefix frontend
@@ -52,7 +67,7 @@ $(EVERYTHING)/node_modules/.package-lock.json: $(EVERYTHING)/package-lock.json
 
 reference-servers: $(EVERYTHING)/node_modules/.package-lock.json
 
-test-py: $(VENV)/.synced frontend reference-servers
+test-py: $(VENV)/.synced frontend better-auth conformance reference-servers
 	@scripts/ensure-chromium
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
@@ -78,11 +93,13 @@ check-requirements: $(UV)
 	@diff -u <(grep -v '^#' layers/requirements.txt) <($(UV_EXPORT) | grep -v '^#') \
 		|| { echo "layers/requirements.txt is out of sync with uv.lock: run 'make requirements'" >&2; exit 1; }
 
-# The layer's compiled wheels are for PYTHON_RUNTIME/ARCHITECTURE, so deploy passes the same values:
-# a layer built for 3.11 under a 3.13 function would fail at import.
-build: check-requirements $(SAM) ## sam validate --lint && sam build (PYTHON_RUNTIME=python3.11 here; the template defaults to 3.13)
+# The layer's compiled wheels are for PYTHON_RUNTIME/ARCHITECTURE (layers/Makefile has pip fetch that
+# runtime's wheels, whatever Python runs the build), so deploy passes the same values: a layer built for
+# 3.11 under a 3.13 function would fail at import.
+build: check-requirements $(SAM) ## sam validate --lint && sam build for PYTHON_RUNTIME (default python3.13)
 	SAM_CLI_TELEMETRY=0 $(SAM) validate --lint
-	SAM_CLI_TELEMETRY=0 $(SAM) build --parameter-overrides $(SAM_PARAMETERS)
+	PYTHON_RUNTIME=$(PYTHON_RUNTIME) ARCHITECTURE=$(ARCHITECTURE) PIP="$(abspath $(TOOLS)/bin/pip)" \
+		SAM_CLI_TELEMETRY=0 $(SAM) build --parameter-overrides $(SAM_PARAMETERS)
 	@# sam build unpacks wheels without compiling them and /opt is read-only in Lambda, so without .pyc files
 	@# every cold start compiles the whole layer from source (3.3 s instead of 1.9 s to import the app here:
 	@# docs/BENCHMARKS.md). unchecked-hash: valid whatever timestamps the files get in the zip. The pyc tag
@@ -96,4 +113,4 @@ deploy: build ## sam deploy --guided (answers are saved in samconfig.toml)
 	$(SAM) deploy --guided --parameter-overrides $(SAM_PARAMETERS)
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .aws-sam frontend/dist frontend/node_modules $(EVERYTHING)/node_modules
+	rm -rf $(VENV) $(TOOLS) .aws-sam frontend/dist frontend/node_modules $(BETTER_AUTH)/node_modules tests/conformance/node_modules $(EVERYTHING)/node_modules

@@ -60,6 +60,10 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "AUTH_JWKS_URL",
         "AUTH_ISSUER",
         "AUTH_AUDIENCE",
+        "AUTH_ORG_CLAIM",
+        "AUTH_ROLE_CLAIM",
+        "CHATBOT_ROLE_SOURCE",
+        "CHATBOT_ROLES",
         "AWS_PROFILE",
     ):
         monkeypatch.delenv(name, raising=False)

@@ -251,6 +251,10 @@ export function describeFailure(failure, options = {}) {
     if (status === 413 || code === "payload_too_large") {
       return { kind: "invalid", title: "Message too long", message: "This message is too long to send. Shorten it and try again.", retryable: false };
     }
+    if (code === "request_too_large") {
+      const limit = typeof body?.limit === "number" ? ` of ${body.limit.toLocaleString("en-US")} tokens` : "";
+      return { kind: "invalid", title: "Message too long", message: `This message is too long for the assistant's daily limit${limit}, even on its own. Shorten it or split it up.`, retryable: false };
+    }
     if (status === 404) {
       return { kind: "gone", title: "Conversation not found", message: "This conversation was deleted, perhaps in another tab. Start a new chat to go on.", retryable: false };
     }

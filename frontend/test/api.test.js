@@ -214,6 +214,14 @@ describe("failure messages", () => {
     assert.equal(describeFailure(new ApiError(503, { error: "unavailable" })).retryable, true);
   });
 
+  it("says a message too long for the daily limit itself must be shortened, not that the day is spent", () => {
+    const failure = describeFailure(new ApiError(400, { error: "request_too_large", message: "too long", tier: "user", limit: 50000, estimated: 61000 }));
+    assert.equal(failure.title, "Message too long");
+    assert.match(failure.message, /50,000/);
+    assert.match(failure.message, /[Ss]horten/);
+    assert.equal(failure.retryable, false);
+  });
+
   it("explains a conversation that is gone (deleted elsewhere) without offering Retry", () => {
     const failure = describeFailure(new ApiError(404, { error: "not_found" }));
     assert.equal(failure.title, "Conversation not found");

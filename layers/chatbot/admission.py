@@ -1,10 +1,11 @@
 """Admission of a chat request, before any byte is streamed: who the caller is, whether their role may use
 the assistant, whether they are free to (their lock), and the conversation they continue.
 
-The membership read, the lock and the conversation are asked concurrently: one round trip each, in the
-time of the slowest, so continuing a conversation costs no round trip of its own. Refusals are reported
-as if checked one after the other: membership (403), then the conversation (404), then the lock (409);
-a lease taken meanwhile goes back through the request's exit stack.
+The caller's role (the membership read, or nothing to read with roles from the token), the lock and the
+conversation are asked concurrently: one round trip each, in the time of the slowest, so continuing a
+conversation costs no round trip of its own. Refusals are reported as if checked one after the other:
+the role (403), then the conversation (404), then the lock (409); a lease taken meanwhile goes back
+through the request's exit stack.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from typing import Any, TypeVar
 
 import anyio
 
-from .appdata import AppData
 from .auth import Identity
+from .callers import Callers
 from .conversations import ConversationStore, Loaded
 from .errors import ChatbotError, Forbidden
 from .lock import Lease, RequestLock
@@ -53,14 +54,6 @@ def succeeded(outcome: T | ChatbotError) -> T:
     return outcome
 
 
-async def membership(appdata: AppData, identity: Identity) -> Caller:
-    """The caller with the role of their membership record; 403 when they are not a member."""
-    caller = await appdata.get_caller(identity.org_id, identity.user_id)
-    if caller is None:
-        raise Forbidden("You are not a member of this organization.")
-    return caller
-
-
 @dataclass(frozen=True)
 class Admission:
     """An admitted request: its caller, their lease, and the conversation it continues (None: a new one)."""
@@ -71,7 +64,7 @@ class Admission:
 
 
 async def admit(
-    appdata: AppData,
+    callers: Callers,
     lock: RequestLock,
     conversations: ConversationStore,
     identity: Identity,
@@ -94,7 +87,7 @@ async def admit(
             return None
         return await conversations.load(identity.user_id, identity.org_id, conversation_id, budget)
 
-    found, loaded, locked = await concurrently(lambda: membership(appdata, identity), load, take_lock)
+    found, loaded, locked = await concurrently(lambda: callers.of(identity), load, take_lock)
     caller: Caller = succeeded(found)
     if not caller.can("chatbot:use"):
         raise Forbidden(f"The {caller.role} role may not use the assistant.")

@@ -27,12 +27,14 @@ from .answer import Answer, ToolCall, accumulate
 from .approval import DECLINED, PendingCall, needs_approval
 from .audit import AuditLog
 from .context import Message
-from .errors import ChatbotError, UpstreamError, UpstreamOverloaded
+from .errors import ChatbotError, RequestTooLarge, UpstreamError, UpstreamOverloaded
 from .events import Event, StopReason, event
 from .meter import Meter
 from .permissions import Caller
+from .room import Room
 from .settings import Settings
 from .tools import Catalog, ToolResult
+from .unicode import well_formed
 from .usage import estimate_input_tokens
 
 # What the panel shows of a tool's result; the model always gets the whole (already size-capped) result.
@@ -106,7 +108,7 @@ class ModelCall:
                     self.answer = accumulate(raw, self.answer)
                     self.meter.streamed(self.answer.streamed_bytes - seen)
                     if raw.type == "content_block_delta" and raw.delta.type == "text_delta":
-                        yield event("text", text=raw.delta.text)
+                        yield event("text", text=well_formed(raw.delta.text))
                     elif raw.type in ("message_start", "message_delta"):
                         self.meter.observe(self.answer.usage, complete=self.answer.complete)
             if not self.answer.complete:
@@ -182,6 +184,8 @@ class Turn:
             {"type": "text", "text": system_prompt(self.caller, self.now()), "cache_control": EPHEMERAL}
         ]
         incoming = [] if self.text is None else [self._user_message()]
+        if incoming:
+            self._refuse_if_too_large(incoming)
         self.added = list(incoming)
         self.messages = context.build(self.history, incoming, self._context_budget())
         if self.text is not None:
@@ -214,6 +218,14 @@ class Turn:
                 self.stop_reason = "approval_required"
                 return
         self.stop_reason = "max_iterations"
+
+    def _refuse_if_too_large(self, incoming: list[Message]) -> None:
+        """`RequestTooLarge` when the request at its smallest (no earlier messages) and a useful answer do not
+        fit in a tier's whole daily limit: a wait would never help, so it must not read as a spent quota."""
+        smallest = estimate_input_tokens({"system": self._system, "tools": self._tools, "messages": incoming})
+        tier = Room.empty(self.meter.limits).too_small_for(smallest, self.settings.chatbot_max_tokens)
+        if tier is not None:
+            raise RequestTooLarge(tier, self.meter.limits[tier], smallest)
 
     def _user_message(self) -> Message:
         """The new message: the results of the calls it declines, then what the user typed."""

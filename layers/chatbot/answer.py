@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from .unicode import well_formed, well_formed_json
 from .usage import Usage
 
 
@@ -39,7 +40,7 @@ class Block:
         value = json.loads(raw) if raw else {}
         if not isinstance(value, dict):
             raise ValueError(f"tool input for {self.name} is not a JSON object")
-        return value
+        return well_formed_json(value)  # type: ignore[no-any-return]  # a dict stays a dict
 
 
 @dataclass
@@ -87,15 +88,17 @@ def accumulate(event: Any, answer: Answer | None) -> Answer:
         delta = event.delta
         block = answer.blocks.setdefault(event.index, Block("text"))
         if delta.type == "text_delta":
-            block.text += delta.text
-            answer.streamed_bytes += len(delta.text.encode())
+            text = well_formed(delta.text)
+            block.text += text
+            answer.streamed_bytes += len(text.encode())
         elif delta.type == "input_json_delta":
-            block.partial_json += delta.partial_json
-            answer.streamed_bytes += len(delta.partial_json.encode())
+            partial = well_formed(delta.partial_json)
+            block.partial_json += partial
+            answer.streamed_bytes += len(partial.encode())
     elif event.type == "content_block_start":
         start = event.content_block
         if start.type == "text":
-            answer.blocks[event.index] = Block("text", text=start.text or "")
+            answer.blocks[event.index] = Block("text", text=well_formed(start.text or ""))
         elif start.type == "tool_use":
             answer.blocks[event.index] = Block("tool_use", id=start.id, name=start.name)
     elif event.type == "message_delta":

@@ -12,12 +12,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from . import approval, paging
-from .admission import Admission, admit, concurrently, membership, succeeded
+from .admission import Admission, admit, concurrently, succeeded
 from .agent import Request as TurnRequest
 from .agent import Turn
 from .approval import PendingCall
 from .auth import Identity, bearer_token
-from .chat import CLEANUP_SECONDS, ChatStream, journal_lost
+from .chat import ChatStream, journal_lost
 from .context import Message
 from .conversations import Conversation, view
 from .errors import ChatbotDisabled, ChatbotError, Forbidden, InvalidRequest, Unavailable
@@ -49,7 +49,7 @@ async def _identify(request: Request) -> Identity:
 
 async def _caller(request: Request, permission: str) -> Caller:
     """The signed-in caller, holding `permission` (403 otherwise)."""
-    caller = await membership(_services(request).appdata, await _identify(request))
+    caller = await _services(request).callers.of(await _identify(request))
     if not caller.can(permission):
         raise Forbidden(f"The {caller.role} role does not have {permission}.")
     return caller
@@ -134,7 +134,7 @@ async def _admitted_and_listed(
 
     async def admitted() -> Admission:
         return await admit(
-            services.appdata,
+            services.callers,
             services.lock,
             services.conversations,
             identity,
@@ -175,7 +175,9 @@ async def _prepared(
     this request, not the previous one."""
     settings = services.settings
     lifetime = (
-        settings.chatbot_request_timeout_seconds + CLEANUP_SECONDS + settings.chatbot_stream_retention_seconds
+        settings.chatbot_request_timeout_seconds
+        + settings.cleanup_seconds
+        + settings.chatbot_stream_retention_seconds
     )
 
     async def open_journal() -> bool:
@@ -218,7 +220,7 @@ async def get_usage(request: Request) -> Response:
     """Today's usage of the caller, their organization and everyone; and the caller's role and permissions
     (the chat sheet offers only the suggestions the role can act on)."""
     services = _services(request)
-    caller = await membership(services.appdata, await _identify(request))
+    caller = await services.callers.of(await _identify(request))
     report = await services.ledger.report(caller.user_id, caller.org_id)
     return JSONResponse({**report, "role": caller.role, "permissions": sorted(caller.permissions)})
 
@@ -331,7 +333,7 @@ async def get_stream(request: Request) -> Response:
         after,
         first,
         keepalive_seconds=settings.chatbot_keepalive_seconds,
-        follow_seconds=settings.chatbot_request_timeout_seconds + CLEANUP_SECONDS,
+        follow_seconds=settings.chatbot_request_timeout_seconds + settings.cleanup_seconds,
     )
 
 

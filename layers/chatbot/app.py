@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import api, credentials, local
+from . import api, credentials, local, mcp_endpoint, snapshot
 from .aws import dynamodb_client
 from .errors import ChatbotError, InternalError, for_status
 from .observability import RequestMetrics, log_context, logger
@@ -87,13 +87,24 @@ def _lifespan(settings: Settings) -> Callable[[Starlette], AbstractAsyncContextM
                 anyio.to_thread.run_sync(credentials.resolve, effective),
                 anyio.to_thread.run_sync(dynamodb_client, effective),
             )
+            effective.check()
             if effective.chatbot_local:
                 await local.prepare_tables(dynamodb, effective)
             services = build_services(effective, dynamodb)
             app.state.services = services
+            # Under SnapStart this process may be resumed from a snapshot: renew what it shared (snapshot.py).
+            app.state.restore_watch = (
+                snapshot.restore_watch(effective, dynamodb, services.anthropic)
+                if effective.snapstart
+                else None
+            )
             await stack.enter_async_context(services.toolbox)
             stack.push_async_callback(services.lock.aclose)
             stack.push_async_callback(services.journal.aclose)
+            stack.push_async_callback(services.mcp_rate.aclose)
+            if effective.chatbot_mcp_endpoint:
+                app.state.mcp = mcp_endpoint.McpEndpoint(services)
+                await stack.enter_async_context(app.state.mcp.run())
             if services.anthropic is not None:
                 stack.push_async_callback(services.anthropic.close)
             yield
@@ -116,21 +127,31 @@ def _routes(settings: Settings) -> list[BaseRoute]:
         Route("/api/chatbot/audit", api.get_audit, methods=["GET"]),
         Route("/healthz", api.healthz, methods=["GET"]),
     ]
+    if settings.chatbot_mcp_endpoint:
+        routes += [
+            # GET (a server-to-client stream) and DELETE (ending a session) do not apply to a stateless
+            # server: the routing answers them 405.
+            Route(mcp_endpoint.PATH, mcp_endpoint.serve, methods=["POST"]),
+            Route(mcp_endpoint.METADATA_PATH, mcp_endpoint.metadata, methods=["GET"]),
+            Route(mcp_endpoint.METADATA_PATH + mcp_endpoint.PATH, mcp_endpoint.metadata, methods=["GET"]),
+        ]
     if settings.chatbot_local:
         routes += local.routes()
-    return routes
+    return routes + snapshot.routes(settings)
 
 
 def _middleware(settings: Settings) -> list[Middleware]:
-    middleware = [Middleware(RequestIdMiddleware)]
+    middleware = [Middleware(RequestIdMiddleware), Middleware(snapshot.RestoreMiddleware)]
+    if settings.chatbot_local:
+        middleware.append(Middleware(local.LoopbackHostMiddleware))
     if settings.cors_origins:
         middleware.append(
             Middleware(
                 CORSMiddleware,
                 allow_origins=settings.cors_origins,
                 allow_methods=["GET", "POST", "PATCH", "DELETE"],
-                allow_headers=["authorization", "content-type", "last-event-id"],
-                expose_headers=["x-request-id", "retry-after"],
+                allow_headers=["authorization", "content-type", "last-event-id", "mcp-protocol-version"],
+                expose_headers=["x-request-id", "retry-after", "www-authenticate"],
                 max_age=600,
             )
         )

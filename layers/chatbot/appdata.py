@@ -28,7 +28,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 from . import dynamodb
 from .errors import Conflict, GuardRailViolation, InvalidInput, PermissionDenied, RecordNotFound
-from .permissions import RANK, Caller, Role, is_role
+from .permissions import DEFAULT_ROLE_TABLE, RANK, Caller, Role, RoleTable, is_role
 
 logger = logging.getLogger(__name__)
 
@@ -202,6 +202,7 @@ class _Snapshot:
     created_at: str
     members: dict[str, Member]
     invitations: dict[str, Invitation]
+    roles: RoleTable
 
     def member(self, *, user_id: str | None, email: str | None) -> Member:
         exactly_one(user_id=user_id, email=email)
@@ -219,7 +220,7 @@ class _Snapshot:
         member = self.members.get(caller.user_id)
         if member is None:
             raise PermissionDenied("You are no longer a member of this organization.")
-        if not Caller(member.user_id, self.org_id, member.role).can(permission):
+        if permission not in self.roles.permissions(member.role):
             raise PermissionDenied(f"Your role ({member.role}) does not allow {permission}.")
         return member
 
@@ -261,9 +262,13 @@ Plan = Callable[["_Snapshot"], tuple[list[dict[str, Any]], T]]
 class AppData:
     """Repository over the application-data table; every method is scoped to one organization."""
 
-    def __init__(self, client: Any, table_name: str = "AppData") -> None:
+    def __init__(
+        self, client: Any, table_name: str = "AppData", roles: RoleTable = DEFAULT_ROLE_TABLE
+    ) -> None:
         self._client = client
         self._table = table_name
+        # What each role may do (`CHATBOT_ROLES`): a membership's role is checked against it at every use.
+        self._roles = roles
 
     # --- reads -------------------------------------------------------------------------------------
 
@@ -321,10 +326,11 @@ class AppData:
         return Caller(
             user_id=user_id,
             org_id=org_id,
-            role=role,  # type: ignore[arg-type]
+            role=role,
             name=_s(member, "name"),
             email=_s(member, "email"),
             org_name=_s(org, "name"),
+            granted=self._roles.permissions(role),
         )
 
     async def get_organization(self, org_id: str) -> Organization:
@@ -389,6 +395,7 @@ class AppData:
             created_at=_s(org, "created_at"),
             members=members,
             invitations=invitations,
+            roles=self._roles,
         )
 
     async def _commit(self, snapshot: _Snapshot, writes: list[dict[str, Any]]) -> bool:

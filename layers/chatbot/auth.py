@@ -29,12 +29,20 @@ MAX_TOKEN_BYTES = 8192
 LEEWAY_SECONDS = 30
 
 
+MAX_CLAIM_CHARS = 256
+MAX_ROLES = 16
+
+
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """Who the token says the caller is: the user and their active organization."""
+    """Who the token says the caller is: the user, their active organization (the `AUTH_ORG_CLAIM` claim)
+    and, when `AUTH_ROLE_CLAIM` is set, the roles the token gives them there (empty when it names none)."""
 
     user_id: str
     org_id: str
+    roles: tuple[str, ...] = ()
+    name: str = ""
+    email: str = ""
 
 
 def bearer_token(authorization: str | None) -> str:
@@ -59,6 +67,8 @@ class TokenVerifier:
         self._audience = settings.auth_audience
         self._secret = settings.auth_jwt_secret
         self._max_lifetime = settings.auth_max_token_lifetime_seconds
+        self._org_claim = settings.auth_org_claim
+        self._role_claim = settings.auth_role_claim
         # The key set is cached whole and refreshed after `AUTH_JWKS_CACHE_SECONDS`, so a key the issuer
         # withdraws stops being trusted then. (PyJWKClient's `cache_keys` would keep every key it ever
         # resolved, by kid, for the life of the process.)
@@ -96,7 +106,7 @@ class TokenVerifier:
             raise Unauthorized(f"The token is not valid ({exc}).") from exc
         self._check_audience(claims)
         self._check_lifetime(claims)
-        return _identity(claims)
+        return self._identity(claims)
 
     async def _verify_jwks(self, token: str) -> dict[str, Any]:
         assert self._jwks is not None
@@ -144,11 +154,36 @@ class TokenVerifier:
                 "ask your identity provider for shorter-lived tokens."
             )
 
+    def _identity(self, claims: dict[str, Any]) -> Identity:
+        user_id, org_id = claims.get("sub"), claims.get(self._org_claim)
+        if not isinstance(user_id, str) or not user_id or len(user_id) > MAX_CLAIM_CHARS:
+            raise Unauthorized("The token has no valid 'sub' claim.")
+        if not isinstance(org_id, str) or not org_id or len(org_id) > MAX_CLAIM_CHARS:
+            raise Unauthorized(f"The token has no active organization ('{self._org_claim}' claim).")
+        return Identity(
+            user_id=user_id,
+            org_id=org_id,
+            roles=_roles(claims.get(self._role_claim)) if self._role_claim else (),
+            name=_text(claims.get("name")),
+            email=_text(claims.get("email")),
+        )
 
-def _identity(claims: dict[str, Any]) -> Identity:
-    user_id, org_id = claims.get("sub"), claims.get("org_id")
-    if not isinstance(user_id, str) or not user_id or len(user_id) > 256:
-        raise Unauthorized("The token has no valid 'sub' claim.")
-    if not isinstance(org_id, str) or not org_id or len(org_id) > 256:
-        raise Unauthorized("The token has no active organization ('org_id' claim).")
-    return Identity(user_id=user_id, org_id=org_id)
+
+def _roles(value: object) -> tuple[str, ...]:
+    """The roles a role claim names: one string, several separated by commas (Better Auth stores a member's
+    several roles so), or a list of strings (e.g. Cognito's `cognito:groups`). Anything else names none."""
+    if isinstance(value, str):
+        names = value.split(",")
+    elif isinstance(value, list) and all(isinstance(name, str) for name in value):
+        names = value
+    else:
+        return ()
+    roles = tuple(dict.fromkeys(name.strip() for name in names if name.strip()))
+    if len(roles) > MAX_ROLES or any(len(role) > MAX_CLAIM_CHARS for role in roles):
+        return ()
+    return roles
+
+
+def _text(value: object) -> str:
+    """An optional display claim (`name`, `email`): kept when it is a string of sensible length."""
+    return value if isinstance(value, str) and len(value) <= MAX_CLAIM_CHARS else ""

@@ -33,7 +33,6 @@ from .transcript import Transcript
 # Bounded so a slow reader slows the upstream read instead of buffering without limit.
 QUEUE_SIZE = 256
 # How long cleanup (settling usage, releasing the lock) may take at most.
-CLEANUP_SECONDS = 10
 
 
 class ChatStream(Response):
@@ -64,6 +63,7 @@ class ChatStream(Response):
         self._turn, self._meter, self._transcript = turn, meter, transcript
         self._journal, self._resources, self._cancelled = journal, resources, cancelled
         self._deadline_seconds = settings.chatbot_request_timeout_seconds
+        self._cleanup_seconds = settings.cleanup_seconds
         self._keepalive_seconds = settings.chatbot_keepalive_seconds
         self._metrics, self._log_keys = metrics, log_keys
         self._started = time.monotonic()
@@ -89,7 +89,7 @@ class ChatStream(Response):
                 final = await self._run(out)
                 self._outcome = final.get("stop_reason") or final["code"]
             finally:
-                with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_SECONDS):
+                with anyio.CancelScope(shield=True), anyio.move_on_after(self._cleanup_seconds):
                     try:
                         await self._resources.aclose()
                     except Exception:  # noqa: BLE001 - the stream's edge: the answer is out; log the rest

@@ -35,7 +35,10 @@ def starts_turn(message: Message) -> bool:
 
 def estimate(message: Message) -> int:
     """An upper bound on the tokens of one message, in the ledger's units (UTF-8 bytes of its JSON)."""
-    return len(json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode()) + FRAMING_TOKENS
+    return (
+        len(json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass"))
+        + FRAMING_TOKENS
+    )
 
 
 def turns(messages: list[Message]) -> list[list[Message]]:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import boto3
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import SecretStr
 
+from .aws import secrets_client
 from .errors import SecretUnavailable
 from .settings import Settings
 
@@ -33,10 +34,14 @@ def resolve(settings: Settings, client: Any = None) -> Settings:
     }
     if not wanted:
         return settings
-    client = client or boto3.client("secretsmanager", region_name=settings.aws_region)
+    client = client or secrets_client(settings)
     values: dict[str, SecretStr] = {}
     for field, arn in wanted.items():
-        value = str(client.get_secret_value(SecretId=arn).get("SecretString") or "").strip()
+        try:
+            value = str(client.get_secret_value(SecretId=arn).get("SecretString") or "").strip()
+        except (BotoCoreError, ClientError) as error:
+            # Unreachable (no route from the VPC: see CreateVpcEndpoints), denied, or missing.
+            raise SecretUnavailable(f"the secret {arn} ({field}) could not be read: {error}") from error
         if not value:
             raise SecretUnavailable(f"the secret {arn} ({field}) has no plain-text value")
         values[field] = SecretStr(value)

@@ -48,6 +48,29 @@ class Unauthorized(ChatbotError):
     status = 401
     default_message = "A valid bearer token is required."
 
+    def __init__(self, message: str | None = None, *, challenge: str = "Bearer") -> None:
+        super().__init__(message)
+        self.challenge = challenge
+
+    def headers(self) -> dict[str, str]:
+        # RFC 6750: a 401 names the scheme it wants; the MCP endpoint adds where to find the sign-in.
+        return {"WWW-Authenticate": self.challenge}
+
+
+class RateLimited(ChatbotError):
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, limit: int, retry_after: int) -> None:
+        self.limit, self.retry_after = limit, retry_after
+        super().__init__(f"Too many tool calls: at most {limit} a minute; retry in {retry_after} s.")
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "limit": self.limit, "retry_after": self.retry_after}
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
 
 class Forbidden(ChatbotError):
     code = "forbidden"
@@ -77,6 +100,24 @@ class PayloadTooLarge(ChatbotError):
     code = "payload_too_large"
     status = 413
     default_message = "The request body is larger than 64 KiB."
+
+
+class RequestTooLarge(ChatbotError):
+    """Even trimmed to its minimum (system prompt, tools, the new message), the request's estimated input and a
+    useful answer exceed a tier's whole daily limit: no wait would let it through, so it is not a 429."""
+
+    code = "request_too_large"
+    status = 400
+
+    def __init__(self, tier: str, limit: int, estimated: int) -> None:
+        self.tier, self.limit, self.estimated = tier, limit, estimated
+        super().__init__(
+            f"This message is too long for the daily {tier} limit of {limit:,} tokens: with the assistant's "
+            f"instructions and tools it needs about {estimated:,}. Shorten it or split it up."
+        )
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "tier": self.tier, "limit": self.limit, "estimated": self.estimated}
 
 
 class LimitExceeded(ChatbotError):
@@ -148,7 +189,9 @@ ERRORS: dict[str, type[ChatbotError]] = {
         MethodNotAllowed,
         ConcurrentRequest,
         PayloadTooLarge,
+        RequestTooLarge,
         LimitExceeded,
+        RateLimited,
         ChatbotDisabled,
         Unavailable,
         UpstreamError,
@@ -195,4 +238,5 @@ class ConfigurationError(RuntimeError):
 
 
 class SecretUnavailable(ConfigurationError):
-    """A configured secret has no plain-text value: the start-up must fail, not run half-configured."""
+    """A configured secret cannot be read or has no plain-text value: the start-up must fail, not run
+    half-configured."""

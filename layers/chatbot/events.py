@@ -26,6 +26,12 @@ def is_final(evt: Event) -> bool:
 
 
 def encode(evt: Event, event_id: int) -> bytes:
-    """Frame one event for the wire, with its id. JSON keeps non-ASCII text as is (the stream is UTF-8)."""
+    """Frame one event for the wire, with its id. Never fails: JSON keeps non-ASCII text as is (the stream
+    is UTF-8), except in an event holding a lone surrogate, which UTF-8 cannot carry: that one is written
+    all-ASCII, the surrogate as a `\\ud800` escape (valid JSON, which the browser's parser reads)."""
     data = json.dumps(evt, ensure_ascii=False, separators=(",", ":"))
-    return f"id: {event_id}\nevent: {evt['type']}\ndata: {data}\n\n".encode()
+    try:
+        return f"id: {event_id}\nevent: {evt['type']}\ndata: {data}\n\n".encode()
+    except UnicodeEncodeError:
+        data = json.dumps(evt, separators=(",", ":"))
+        return f"id: {event_id}\nevent: {evt['type']}\ndata: {data}\n\n".encode()

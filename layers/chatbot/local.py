@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import seed
 from .errors import ChatbotError, Forbidden, InvalidRequest
@@ -30,6 +31,33 @@ from .settings import Settings
 
 FRONTEND_DIR = Path(os.environ.get("CHATBOT_FRONTEND_DIR", Path(__file__).resolve().parents[2] / "frontend"))
 DEV_TOKEN_SECONDS = 3600
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]"})
+
+
+class LoopbackHostMiddleware:
+    """Local mode answers only requests addressed to a loopback name. A web page that rebinds its own DNS name
+    to 127.0.0.1 reaches the server under that name, so refusing other `Host`s keeps it from minting demo
+    tokens and spending the developer's API key."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not _is_loopback(Request(scope).headers.get("host", "")):
+            refusal = InvalidRequest(
+                "This development server answers only requests addressed to 127.0.0.1, localhost or [::1]."
+            )
+            await JSONResponse(refusal.body(), status_code=refusal.status)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether a `Host` header (with or without a port) names the loopback interface."""
+    name = host.strip().lower()
+    # "[::1]:3000" keeps its brackets; "localhost:3000" drops its port.
+    name = name[: name.find("]") + 1] if name.startswith("[") else name.partition(":")[0]
+    return name in LOOPBACK_HOSTS
 
 
 def _free_port() -> int:
@@ -102,11 +130,22 @@ async def dev_token(request: Request) -> Response:
     user = next((u for u in _demo_users() if u["user_id"] == user_id), None)
     if user is None:
         raise InvalidRequest("user_id must be one of the demo users.")
-    secret = request.app.state.services.settings.auth_jwt_secret
+    settings = request.app.state.services.settings
+    secret = settings.auth_jwt_secret
     if secret is None:
         raise Forbidden("Development tokens need AUTH_JWT_SECRET (HS256); this server verifies with JWKS.")
     now = int(time.time())
-    claims = {"sub": user["user_id"], "org_id": user["org_id"], "iat": now, "exp": now + DEV_TOKEN_SECONDS}
+    # Shaped as configured, so the demo also runs with a host's claim names and roles from the token.
+    claims: dict[str, Any] = {
+        "sub": user["user_id"],
+        settings.auth_org_claim: user["org_id"],
+        "name": user["name"],
+        "email": user["email"],
+        "iat": now,
+        "exp": now + DEV_TOKEN_SECONDS,
+    }
+    if settings.auth_role_claim:
+        claims[settings.auth_role_claim] = user["role"]
     token = jwt.encode(claims, secret.get_secret_value(), algorithm="HS256")
     return JSONResponse({"token": token, "expires_at": claims["exp"]})
 

@@ -34,6 +34,11 @@ class Room:
         """The tier with the least left (the first in `TIERS` on a tie)."""
         return min(TIERS, key=self.left)
 
+    def too_small_for(self, estimated_input: int, max_tokens: int) -> str | None:
+        """The first tier whose whole limit cannot hold `estimated_input` and a useful answer, or None."""
+        need = estimated_input + min(MIN_USEFUL_OUTPUT, max_tokens)
+        return next((tier for tier in TIERS if self.left(tier) < need), None)
+
     def output_that_fits(self, estimated_input: int, max_tokens: int) -> int | None:
         """The largest `max_tokens` (at most the one asked) whose reservation of `estimated_input` plus that
         output fits on every tier, or None when less than a useful answer fits."""

@@ -12,11 +12,13 @@ from anthropic import AsyncAnthropic
 from .appdata import AppData
 from .audit import AuditLog
 from .auth import TokenVerifier
+from .callers import Callers
 from .conversations import ConversationStore
 from .journal import Journal, create_journal
 from .lock import RequestLock, create_lock
 from .observability import logger
 from .quota import QuotaLedger
+from .ratelimit import CallRate
 from .settings import Settings
 from .tools import Toolbox
 
@@ -28,6 +30,7 @@ class Services:
     settings: Settings
     verifier: TokenVerifier
     appdata: AppData
+    callers: Callers
     lock: RequestLock
     ledger: QuotaLedger
     toolbox: Toolbox
@@ -35,6 +38,8 @@ class Services:
     audit: AuditLog
     journal: Journal
     anthropic: AsyncAnthropic | None
+    mcp_rate: CallRate
+    """Each user's tool calls through the MCP endpoint in the last minute."""
     clock: Callable[[], float] = field(default=time.time)
     """Wall-clock time (epoch seconds) for deadlines users see, such as an approval's."""
 
@@ -48,12 +53,18 @@ def build_services(settings: Settings, dynamodb: Any) -> Services:
     verifier = TokenVerifier(settings)
     if not verifier.configured:
         logger.warning("neither AUTH_JWT_SECRET nor AUTH_JWKS_URL is set: every token will be refused")
-    appdata = AppData(dynamodb, settings.app_table)
+    if settings.auth_role_claim and settings.chatbot_role_source == "membership":
+        logger.warning(
+            "AUTH_ROLE_CLAIM is set but CHATBOT_ROLE_SOURCE=membership: roles come from the membership "
+            "records and the token's role claim is ignored (set CHATBOT_ROLE_SOURCE=claim to use it)"
+        )
+    appdata = AppData(dynamodb, settings.app_table, settings.roles)
     redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
     return Services(
         settings=settings,
         verifier=verifier,
         appdata=appdata,
+        callers=Callers(appdata, settings.roles, settings.chatbot_role_source, settings.auth_role_claim),
         lock=create_lock(redis_url, settings.chatbot_lock_ttl_seconds),
         ledger=QuotaLedger(dynamodb, settings.chatbot_usage_table, settings.daily_limits()),
         toolbox=Toolbox(
@@ -76,4 +87,5 @@ def build_services(settings: Settings, dynamodb: Any) -> Services:
             if settings.anthropic_api_key is not None
             else None
         ),
+        mcp_rate=CallRate(settings.chatbot_mcp_calls_per_minute, redis_url),
     )

@@ -12,6 +12,15 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .errors import ConfigurationError
+from .permissions import DEFAULT_ROLE_TABLE, RoleTable
+
+CLEANUP_SECONDS = 10.0
+"""The longest the end of a request (its conversation write, the settle, the lock's release) may take after
+the deadline, unless the function's timeout leaves less (`Settings.cleanup_seconds`)."""
+FUNCTION_TIMEOUT_MARGIN_SECONDS = 5.0
+"""What the function's timeout must leave after the request deadline, for the request's cleanup."""
+HS256_MIN_SECRET_BYTES = 32
+"""RFC 7518 §3.2: an HS256 key at least as long as the hash output."""
 
 SERVER_NAME = re.compile(r"[a-z0-9_]{1,20}")
 
@@ -100,6 +109,8 @@ class Settings(BaseSettings):
 
     chatbot_lock_ttl_seconds: float = Field(default=300, gt=0)
     chatbot_request_timeout_seconds: float = Field(default=240, gt=0)
+    # Set by the template from the function's timeout: the request deadline must end well before it.
+    chatbot_function_timeout_seconds: float | None = Field(default=None, gt=0)
     # Tuning knobs with safe defaults, overridable for tests.
     chatbot_tool_timeout_seconds: float = Field(default=20, gt=0)
     chatbot_tool_result_max_chars: int = Field(default=20_000, ge=100)
@@ -134,12 +145,31 @@ class Settings(BaseSettings):
     auth_jwks_cache_seconds: float = Field(default=300, gt=0)
     # Longer-lived tokens are refused: a stolen one must not work for months.
     auth_max_token_lifetime_seconds: int = Field(default=86400, gt=0)
+    # Identity from the host: which claim names the active organization, where the role comes from
+    # (`membership`: the membership record, read at every request; `claim`: the verified token's
+    # AUTH_ROLE_CLAIM), and the role table (`CHATBOT_ROLES`, JSON; replaces the built-in one as a whole).
+    auth_org_claim: str = Field(default="org_id", min_length=1, max_length=256)
+    auth_role_claim: str | None = Field(default=None, min_length=1, max_length=256)
+    chatbot_role_source: Literal["membership", "claim"] = "membership"
+    # NoDecode: the validator below parses the JSON itself, so a mistake is reported by entry.
+    chatbot_roles: Annotated[dict[str, dict[str, list[str]]] | None, NoDecode] = None
 
     cors_allow_origins: str = ""
+
+    # The built-in tools as an MCP server at `POST /mcp`, and how many tool calls a user may make through it.
+    chatbot_mcp_endpoint: bool = True
+    chatbot_mcp_calls_per_minute: int = Field(default=60, ge=1, le=100_000)
 
     port: int = 3000
     # Local mode: tables are created and seeded, development tokens are minted, the demo page is served.
     chatbot_local: bool = False
+
+    # Lambda SnapStart (snapshot.py): Lambda names how this sandbox started (`snap-start`); the Web Adapter
+    # (v1.1.0+) POSTs to these paths on the app before the snapshot and after a restore, and refuses them
+    # to outside callers.
+    aws_lambda_initialization_type: str | None = None
+    aws_lwa_snapstart_before_checkpoint_path: str | None = None
+    aws_lwa_snapstart_after_restore_path: str | None = None
 
     @field_validator("anthropic_api_key", "redis_url", "auth_jwt_secret", mode="before")
     @classmethod
@@ -152,6 +182,34 @@ class Settings(BaseSettings):
     def _mcp_servers(cls, value: Any) -> list[McpServerConfig]:
         return mcp_servers(value)
 
+    @field_validator("auth_role_claim", mode="before")
+    @classmethod
+    def _blank_claim_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("chatbot_roles", mode="before")
+    @classmethod
+    def _role_table(cls, value: Any) -> Any:
+        """`CHATBOT_ROLES` checked entry by entry (the error names the bad one); unset or blank: built-in."""
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        RoleTable.parse(value)
+        return json.loads(value) if isinstance(value, str) else value
+
+    @cached_property
+    def roles(self) -> RoleTable:
+        """The role table in force: `CHATBOT_ROLES`, or the built-in one."""
+        return RoleTable(self.chatbot_roles) if self.chatbot_roles is not None else DEFAULT_ROLE_TABLE
+
+    @property
+    def snapstart(self) -> bool:
+        """Whether this process may be snapshotted and restored (Lambda SnapStart, or its hooks configured)."""
+        return (
+            self.aws_lambda_initialization_type == "snap-start"
+            or self.aws_lwa_snapstart_before_checkpoint_path is not None
+            or self.aws_lwa_snapstart_after_restore_path is not None
+        )
+
     @property
     def enabled(self) -> bool:
         """Whether the chatbot can talk to Claude at all."""
@@ -161,6 +219,64 @@ class Settings(BaseSettings):
     def cors_origins(self) -> list[str]:
         """`CORS_ALLOW_ORIGINS` as a list (comma separated)."""
         return [origin.strip() for origin in self.cors_allow_origins.split(",") if origin.strip()]
+
+    @property
+    def cleanup_seconds(self) -> float:
+        """How long a request's cleanup may run after its deadline: `CLEANUP_SECONDS`, or half the margin the
+        function's timeout leaves after the deadline when that is less (the function must not be killed
+        mid-cleanup, leaving the lock held and the usage unsettled)."""
+        if self.chatbot_function_timeout_seconds is None:
+            return CLEANUP_SECONDS
+        margin = self.chatbot_function_timeout_seconds - self.chatbot_request_timeout_seconds
+        return max(0.0, min(CLEANUP_SECONDS, margin / 2))
+
+    def problems(self) -> list[str]:
+        """What makes these settings impossible, one sentence each naming the variables (empty when sound).
+        Checked at start-up, after the secrets are read."""
+        found: list[str] = []
+        if self.auth_jwks_url and not (self.auth_issuer and self.auth_audience):
+            missing = " and ".join(
+                name
+                for name, value in (("AUTH_ISSUER", self.auth_issuer), ("AUTH_AUDIENCE", self.auth_audience))
+                if not value
+            )
+            found.append(
+                f"AUTH_JWKS_URL is set without {missing}: every token its identity provider signs, for any "
+                "application, would be accepted. Set both to your issuer and your application's audience."
+            )
+        secret = self.auth_jwt_secret.get_secret_value().encode() if self.auth_jwt_secret else None
+        if secret is not None and len(secret) < HS256_MIN_SECRET_BYTES:
+            found.append(
+                f"AUTH_JWT_SECRET is {len(secret)} bytes; HS256 needs at least {HS256_MIN_SECRET_BYTES} "
+                "(e.g. `openssl rand -base64 48`)."
+            )
+        # No default role claim: a bare `role` is often a platform-wide role (Better Auth's admin plugin), not
+        # the member's role in the organization, so the host has to name it.
+        if self.chatbot_role_source == "claim" and self.auth_role_claim is None:
+            found.append(
+                "CHATBOT_ROLE_SOURCE=claim needs AUTH_ROLE_CLAIM: the name of the token claim that holds the "
+                "member's role in the active organization (e.g. the one your definePayload sets)."
+            )
+        deadline = self.chatbot_request_timeout_seconds
+        if deadline >= self.chatbot_lock_ttl_seconds:
+            found.append(
+                f"CHATBOT_REQUEST_TIMEOUT_SECONDS ({deadline:g}) must be below CHATBOT_LOCK_TTL_SECONDS "
+                f"({self.chatbot_lock_ttl_seconds:g}): a request still running would lose its lock."
+            )
+        function = self.chatbot_function_timeout_seconds
+        if function is not None and deadline + FUNCTION_TIMEOUT_MARGIN_SECONDS > function:
+            found.append(
+                f"CHATBOT_REQUEST_TIMEOUT_SECONDS ({deadline:g}) must end at least "
+                f"{FUNCTION_TIMEOUT_MARGIN_SECONDS:g} s before CHATBOT_FUNCTION_TIMEOUT_SECONDS ({function:g}), "
+                "the function's timeout: a request cut off by it leaves its lock and its usage behind."
+            )
+        return found
+
+    def check(self) -> None:
+        """Raise `ConfigurationError` listing every problem, if any."""
+        found = self.problems()
+        if found:
+            raise ConfigurationError("The chatbot cannot start as configured:\n- " + "\n- ".join(found))
 
     def daily_limits(self) -> dict[str, int]:
         """The three tiers' daily token limits, keyed by tier name."""

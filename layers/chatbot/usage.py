@@ -78,4 +78,4 @@ def estimate_input_tokens(payload: object) -> int:
         prompt = payload  # type: ignore[assignment]
     encoded = json.dumps(prompt, ensure_ascii=False, separators=(",", ":"), default=_jsonable)
     overhead = FRAMING_TOKENS + (TOOL_USE_SYSTEM_TOKENS if tools_present else 0)
-    return len(encoded.encode("utf-8")) + overhead
+    return len(encoded.encode("utf-8", "surrogatepass")) + overhead

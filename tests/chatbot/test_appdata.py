@@ -16,7 +16,7 @@ from chatbot.errors import (
     RecordNotFound,
     Unavailable,
 )
-from chatbot.permissions import Caller, Role
+from chatbot.permissions import DEFAULT_ROLE_TABLE, Caller, Role
 
 from tests.fakes.dynamodb import APP_TABLE, AtomicClient, InterferingClient
 
@@ -41,6 +41,7 @@ async def test_get_caller_reads_role_and_names_from_the_membership_record(appdat
         name="Alice Anders",
         email="alice@acme.test",
         org_name="Acme Inc",
+        granted=DEFAULT_ROLE_TABLE.permissions("admin"),
     )
 
 

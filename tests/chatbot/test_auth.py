@@ -218,3 +218,45 @@ async def test_without_aud_a_token_is_checked_by_its_client_id_as_cognito_access
         await jwks_verifier.verify(rs256({**claims, "client_id": "another-app"}))
     with pytest.raises(Unauthorized):
         await jwks_verifier.verify(rs256(claims))
+
+
+async def test_the_organization_claim_is_the_one_auth_org_claim_names() -> None:
+    verifier = TokenVerifier(Settings(auth_jwt_secret=SECRET, auth_org_claim="activeOrganizationId"))
+    token = hs256(valid_claims(org_id=None, activeOrganizationId="org_ba"))
+    assert await verifier.verify(token) == Identity("user_alice", "org_ba")
+    # The default claim no longer counts, and the refusal names the configured one.
+    with pytest.raises(Unauthorized, match="'activeOrganizationId' claim"):
+        await verifier.verify(hs256(valid_claims()))
+
+
+@pytest.mark.parametrize(
+    ("value", "roles"),
+    [
+        pytest.param("admin", ("admin",), id="one"),
+        pytest.param("admin, member", ("admin", "member"), id="comma-separated"),
+        pytest.param(["editors", "admin"], ("editors", "admin"), id="list"),
+        pytest.param(None, (), id="missing"),
+        pytest.param(3, (), id="number"),
+        pytest.param(["admin", 1], (), id="list-with-a-number"),
+        pytest.param({"admin": True}, (), id="object"),
+        pytest.param(" , ", (), id="blank"),
+        pytest.param("x" * 300, (), id="too-long"),
+    ],
+)
+async def test_the_role_claim_is_read_as_one_or_several_roles_or_none(
+    value: Any, roles: tuple[str, ...]
+) -> None:
+    verifier = TokenVerifier(Settings(auth_jwt_secret=SECRET, auth_role_claim="org_role"))
+    identity = await verifier.verify(hs256(valid_claims(org_role=value)))
+    assert identity.roles == roles
+
+
+async def test_without_auth_role_claim_no_role_is_read_from_the_token(verifier: TokenVerifier) -> None:
+    identity = await verifier.verify(hs256(valid_claims(role="owner", org_role="owner")))
+    assert identity.roles == ()
+
+
+async def test_the_token_name_and_email_are_carried_when_they_are_strings(verifier: TokenVerifier) -> None:
+    identity = await verifier.verify(hs256(valid_claims(name="Alice Anders", email="alice@acme.test")))
+    assert (identity.name, identity.email) == ("Alice Anders", "alice@acme.test")
+    assert (await verifier.verify(hs256(valid_claims(name=["x"], email=7)))).name == ""

@@ -43,3 +43,13 @@ def test_a_tier_over_its_limit_has_negative_room() -> None:
     over = room(global_=1_000_100)
     assert over.left("global") == -100 and over.tightest == "global"
     assert over.output_that_fits(0, 4_096) is None
+
+
+def test_a_request_whose_smallest_form_cannot_fit_a_tiers_whole_limit_names_that_tier() -> None:
+    room = Room.empty({"user": 6000, "organization": 1_000_000, "global": 1_000_000})
+    assert room.too_small_for(5000, 4096) is None
+    assert room.too_small_for(5800, 4096) == "user"
+    assert (
+        Room.empty({"user": 9000, "organization": 100, "global": 50}).too_small_for(10, 4096)
+        == "organization"
+    )

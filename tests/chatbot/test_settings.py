@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from chatbot.app import create_app
 from chatbot.errors import ConfigurationError
+from chatbot.permissions import DEFAULT_ROLE_TABLE
 from chatbot.settings import Settings
 
 
@@ -107,3 +109,76 @@ def test_a_malformed_mcp_server_list_stops_the_start_naming_the_entry(
     with pytest.raises(ConfigurationError) as refused:
         Settings()
     assert message in str(refused.value)
+
+
+def test_identity_defaults_are_the_documented_ones() -> None:
+    settings = Settings()
+    assert (settings.auth_org_claim, settings.auth_role_claim, settings.chatbot_role_source) == (
+        "org_id",
+        None,
+        "membership",
+    )
+    assert settings.chatbot_roles is None and settings.roles is DEFAULT_ROLE_TABLE
+
+
+def test_chatbot_roles_from_the_environment_replaces_the_role_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHATBOT_ROLES", '{"editor": {"chatbot": ["use"], "audit": ["read"]}}')
+    settings = Settings()
+    assert settings.roles.roles == ["editor"]
+    assert settings.roles.permissions("editor") == {"chatbot:use", "audit:read"}
+    assert settings.roles.permissions("admin") == frozenset()
+
+
+def test_a_blank_chatbot_roles_means_the_built_in_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHATBOT_ROLES", " ")
+    assert Settings().roles is DEFAULT_ROLE_TABLE
+
+
+def test_a_malformed_chatbot_roles_refuses_to_start_naming_the_entry(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHATBOT_ROLES", '{"owner": {"chatbot": ["use"]}, "editor": {"member": "read"}}')
+    with pytest.raises(ValueError, match="CHATBOT_ROLES: role 'editor', resource 'member'"):
+        Settings()
+    with pytest.raises(ValueError, match="CHATBOT_ROLES: role 'editor', resource 'member'"):
+        create_app()
+
+
+@pytest.mark.parametrize("role_claim", [None, "", "  "])
+async def test_the_claim_role_source_without_a_role_claim_refuses_to_start(
+    monkeypatch: pytest.MonkeyPatch, role_claim: str | None
+) -> None:
+    monkeypatch.setenv("CHATBOT_ROLE_SOURCE", "claim")
+    if role_claim is not None:
+        monkeypatch.setenv("AUTH_ROLE_CLAIM", role_claim)
+    settings = Settings(auth_jwt_secret="s" * 32)
+    assert [p for p in settings.problems() if "AUTH_ROLE_CLAIM" in p] == [
+        "CHATBOT_ROLE_SOURCE=claim needs AUTH_ROLE_CLAIM: the name of the token claim that holds the member's "
+        "role in the active organization (e.g. the one your definePayload sets)."
+    ]
+    app = create_app(settings)
+    with pytest.raises(ConfigurationError, match="CHATBOT_ROLE_SOURCE=claim needs AUTH_ROLE_CLAIM"):
+        async with app.router.lifespan_context(app):
+            pass
+
+
+def test_an_unknown_role_source_or_an_empty_organization_claim_refuses_to_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CHATBOT_ROLE_SOURCE", "token")
+    with pytest.raises(ValueError, match="chatbot_role_source"):
+        Settings()
+    monkeypatch.delenv("CHATBOT_ROLE_SOURCE")
+    monkeypatch.setenv("AUTH_ORG_CLAIM", "")
+    with pytest.raises(ValueError, match="auth_org_claim"):
+        Settings()
+
+
+def test_the_claim_role_source_with_its_claim_configures_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHATBOT_ROLE_SOURCE", "claim")
+    monkeypatch.setenv("AUTH_ROLE_CLAIM", "organizationRole")
+    monkeypatch.setenv("AUTH_ORG_CLAIM", "activeOrganizationId")
+    settings = Settings()
+    assert (settings.chatbot_role_source, settings.auth_role_claim, settings.auth_org_claim) == (
+        "claim",
+        "organizationRole",
+        "activeOrganizationId",
+    )

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -43,12 +44,51 @@ MACHINES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": 
 
 
 def _built_for() -> tuple[str, str]:
-    """(runtime, architecture) the layer was built for, as `sam build` recorded them."""
-    text = (BUILD / "template.yaml").read_text()
-    runtime = re.search(r"BuildMethod: (python3\.\d+)", text)
-    architecture = re.search(r"BuildArchitecture: (\w+)", text)
-    assert runtime is not None, "the built template names no python BuildMethod for the layer"
-    return runtime.group(1), architecture.group(1) if architecture else "x86_64"
+    """(runtime, architecture) the layer was built for, as `sam build` recorded them in build.toml."""
+    record = tomllib.loads((BUILD.parent / "build.toml").read_text())
+    [layer] = [d for d in record["layer_build_definitions"].values() if d["layer_name"] == "ChatbotLayer"]
+    return layer["compatible_runtimes"][0], layer["architecture"]
+
+
+def _deployed_runtime() -> str:
+    """The runtime a deploy after this build would use: PYTHON_RUNTIME as `make deploy` passes it, else
+    samconfig.toml's (`sam deploy`)."""
+    if runtime := os.environ.get("PYTHON_RUNTIME"):
+        return runtime
+    overrides = tomllib.loads((ROOT / "samconfig.toml").read_text())["default"]["deploy"]["parameters"]
+    match = re.search(r"PythonRuntime=(\S+)", overrides["parameter_overrides"])
+    assert match is not None, "samconfig.toml's deploy parameter_overrides name no PythonRuntime"
+    return match.group(1)
+
+
+def _foreign_binaries(layer: Path, runtime: str, architecture: str) -> list[str]:
+    """Compiled parts of the layer that the runtime cannot load: wheels tagged for another CPython or
+    machine, and extension modules (`*.cpython-311-x86_64-linux-gnu.so`) named for another."""
+    version = runtime.removeprefix("python").replace(".", "")
+    machine = {"x86_64": "x86_64", "arm64": "aarch64"}[architecture]
+    foreign = []
+    for wheel in sorted(layer.glob("*.dist-info/WHEEL")):
+        fields = [line.split(":", 1) for line in wheel.read_text().splitlines() if ":" in line]
+        if ("Root-Is-Purelib", " true") in [(k, v) for k, v in fields]:
+            continue
+        tags = [value.strip() for key, value in fields if key == "Tag"]
+        if not any(_loads(tag, version, machine) for tag in tags):
+            foreign.append(f"{wheel.parent.name}: {', '.join(tags)}")
+    for extension in sorted(layer.rglob("*.cpython-*.so")):
+        abi = extension.name.split(".")[-2]  # cpython-311-x86_64-linux-gnu
+        if not abi.startswith(f"cpython-{version}-{machine}-"):
+            foreign.append(str(extension.relative_to(layer)))
+    return foreign
+
+
+def _loads(tag: str, version: str, machine: str) -> bool:
+    """Whether CPython 3.`version` on Linux `machine` loads a wheel with this tag."""
+    python, abi, platform_tag = tag.split("-")
+    if not platform_tag.endswith(machine) or not platform_tag.startswith("manylinux"):
+        return False
+    if abi == "abi3":
+        return python.startswith("cp3") and int(python[3:]) <= int(version[1:])
+    return python == f"cp{version}" and abi == f"cp{version}"
 
 
 def _interpreter(runtime: str) -> str | None:
@@ -77,11 +117,49 @@ def _skip_or_fail(reason: str) -> None:
     pytest.skip(reason)
 
 
+def _require_build() -> None:
+    if not (FUNCTION_DIR / "run.sh").exists() or not LAYER_PYTHON.is_dir():
+        _skip_or_fail("no `sam build` output in .aws-sam/build: run `make build` first")
+
+
+def test_the_layers_compiled_wheels_are_those_of_the_runtime_it_is_built_and_deployed_for() -> None:
+    _require_build()
+    runtime, architecture = _built_for()
+    deployed = _deployed_runtime()
+    assert runtime == deployed, (
+        f"the layer was built for {runtime} but a deploy now would run {deployed}: build and deploy with "
+        f"one PYTHON_RUNTIME (make build / make deploy PYTHON_RUNTIME=...)"
+    )
+    foreign = _foreign_binaries(LAYER_PYTHON, runtime, architecture)
+    assert not foreign, (
+        f"the layer in .aws-sam/build is for {runtime}/{architecture}, but these compiled parts are not "
+        f"(a stale cached build, or pip not told the target: see layers/Makefile):\n" + "\n".join(foreign)
+    )
+
+
+def test_the_wheel_check_tells_a_cp311_layer_from_a_cp313_one(tmp_path: Path) -> None:
+    """Guards the check above with a layer made here: pydantic_core built for 3.11, and one for 3.13."""
+    for version in ("311", "313"):
+        layer = tmp_path / version
+        info = layer / "pydantic_core-2.41.5.dist-info"
+        info.mkdir(parents=True)
+        (info / "WHEEL").write_text(
+            f"Wheel-Version: 1.0\nRoot-Is-Purelib: false\nTag: cp{version}-cp{version}-manylinux_2_17_x86_64\n"
+        )
+        (layer / "pydantic_core").mkdir()
+        (layer / "pydantic_core" / f"_pydantic_core.cpython-{version}-x86_64-linux-gnu.so").touch()
+        pure = layer / "idna-3.10.dist-info"
+        pure.mkdir()
+        (pure / "WHEEL").write_text("Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+    assert _foreign_binaries(tmp_path / "313", "python3.13", "x86_64") == []
+    assert len(_foreign_binaries(tmp_path / "311", "python3.13", "x86_64")) == 2
+    assert len(_foreign_binaries(tmp_path / "313", "python3.13", "arm64")) == 2
+
+
 @pytest.fixture(scope="module")
 def lambda_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A bare virtualenv (standard library only) of the built runtime's version: the managed runtime's stand-in."""
-    if not (FUNCTION_DIR / "run.sh").exists() or not LAYER_PYTHON.is_dir():
-        _skip_or_fail("no `sam build` output in .aws-sam/build: run `make build` first")
+    _require_build()
     runtime, architecture = _built_for()
     if MACHINES.get(platform.machine().lower()) != architecture:
         _skip_or_fail(f"the layer was built for {architecture}, this machine is {platform.machine()}")
@@ -168,10 +246,14 @@ def _wait_healthy(function: RunningFunction) -> None:
 
 @pytest.fixture
 def built_function(
-    lambda_python: Path, aws_endpoint: str, deployment: Deployment, tmp_path: Path
+    lambda_python: Path,
+    aws_endpoint: str,
+    deployment: Deployment,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> Iterator[tuple[RunningFunction, FakeAnthropic]]:
     """The built run.sh serving on a free port, against moto and a fake Anthropic API that accepts only the
-    key stored in Secrets Manager."""
+    key stored in Secrets Manager. Parametrized indirectly, the parameter is more environment."""
     with FakeAnthropic(api_key=deployment.api_key) as fake:
         port = _free_port()
         env = {
@@ -197,6 +279,7 @@ def built_function(
             "AWS_ENDPOINT_URL_DYNAMODB": aws_endpoint,
             "AWS_ENDPOINT_URL_SECRETS_MANAGER": aws_endpoint,
             "ANTHROPIC_BASE_URL": fake.base_url,
+            **getattr(request, "param", {}),
         }
         log = tmp_path / "function.log"
         with log.open("wb") as out:
@@ -251,3 +334,26 @@ async def test_built_function_streams_an_answer_with_a_tool_call_to_done(
     assert result["name"] == "member_list" and not result["is_error"], result
     assert "alice@acme.test" in result["content"]
     assert stream.text == "Let me look.Alice Anders is the admin."
+
+
+SNAPSTART = {
+    # What template.yaml sets with EnableSnapStart, and what Lambda says in a SnapStart sandbox.
+    "AWS_LAMBDA_INITIALIZATION_TYPE": "snap-start",
+    "AWS_LWA_SNAPSTART_BEFORE_CHECKPOINT_PATH": "/snapstart/before-checkpoint",
+    "AWS_LWA_SNAPSTART_AFTER_RESTORE_PATH": "/snapstart/after-restore",
+}
+
+
+@pytest.mark.parametrize("built_function", [SNAPSTART], indirect=True)
+def test_the_built_function_answers_the_adapters_snapstart_hooks(
+    built_function: tuple[RunningFunction, FakeAnthropic],
+) -> None:
+    function, _ = built_function
+    # The adapter's calls: before the snapshot, after the restore, then its readiness check.
+    for path in (
+        SNAPSTART["AWS_LWA_SNAPSTART_BEFORE_CHECKPOINT_PATH"],
+        SNAPSTART["AWS_LWA_SNAPSTART_AFTER_RESTORE_PATH"],
+    ):
+        response = httpx.post(f"{function.base_url}{path}", timeout=10)
+        assert response.status_code == 204, (path, response.text, function.log.read_text())
+    assert httpx.get(f"{function.base_url}/healthz", timeout=10).status_code == 200

@@ -72,6 +72,37 @@ async def test_chunked_body_over_64_kib_without_length_gets_413(server: LiveServ
     assert response.status_code == 413
 
 
+async def test_a_message_too_big_for_a_tiers_whole_limit_gets_400_request_too_large_not_429(
+    start_server: ServerFactory, fake_anthropic: FakeAnthropic
+) -> None:
+    # Found in review: such a request got 429 limit_exceeded with used 0, telling the user they had spent
+    # their day when they had not; no wait would ever let it through.
+    server = start_server(chatbot_daily_token_limit_user=6000)
+    response = await post_raw(server, b'{"message": "' + "\u00e9".encode() * 4000 + b'"}')
+    body = response.json()
+    assert response.status_code == 400 and body["error"] == "request_too_large", body
+    assert body["tier"] == "user" and body["limit"] == 6000 and body["estimated"] > 6000
+    assert "6,000" in body["message"]
+    await assert_nothing_left_behind(server, fake_anthropic)
+
+
+async def test_a_long_legacy_history_is_trimmed_to_fit_rather_than_refused(
+    server: LiveServer, fake_anthropic: FakeAnthropic
+) -> None:
+    # Found in review: a 59 KB body (five long answers) got 429 with used 0 and every further message too.
+    history = []
+    for turn in range(5):
+        history += [
+            {"role": "user", "content": f"question {turn}"},
+            {"role": "assistant", "content": f"answer {turn} " + "long text " * 1150},
+        ]
+    fake_anthropic.enqueue(Reply.text("still here"))
+    stream = await server.message("and now?", history=history)
+    assert stream.status == 200 and stream.last["type"] == "done"
+    sent = fake_anthropic.message_requests[0].body["messages"]
+    assert sent[-1]["content"][0]["text"] == "and now?" and len(sent) < len(history) + 1
+
+
 @pytest.mark.parametrize(
     "authorization",
     [None, "Bearer", "Bearer not-a-jwt", "Basic dXNlcjpwYXNz", "Bearer " + "e" * 10000],

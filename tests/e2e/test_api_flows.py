@@ -6,7 +6,7 @@ import asyncio
 import json
 
 from tests.e2e.conftest import LiveServer, ServerFactory, wait_until
-from tests.fakes.anthropic_api import RECORDED_STREAMS, FakeAnthropic, Reply
+from tests.fakes.anthropic_api import RECORDED_STREAMS, FakeAnthropic, Reply, ToolCall
 
 FIXTURES = RECORDED_STREAMS
 READ_TOOLS = ["member_get", "member_list", "organization_get"]
@@ -206,14 +206,20 @@ async def test_the_loop_stops_after_ten_model_calls(
 async def test_spent_user_quota_gets_429_with_tier_limit_used_and_retry_after(
     start_server: ServerFactory, fake_anthropic: FakeAnthropic
 ) -> None:
-    server = start_server(chatbot_daily_token_limit_user=100)
+    # The first answer is cut at the max_tokens the limit leaves it, which spends the day: whatever the
+    # prompt's size, what is left then is less than the next prompt.
+    server = start_server(chatbot_daily_token_limit_user=8000)
+    fake_anthropic.enqueue(Reply.text("word " * 4000))
+    first = await server.message("hi")
+    assert first.status == 200 and first.last["stop_reason"] == "max_tokens"
+    charged = sum(sum(v for k, v in e.items() if k != "type") for e in first.of("usage"))
     stream = await server.message("hi")
     assert stream.status == 429 and stream.error_body is not None
     body = stream.error_body
-    assert body["error"] == "limit_exceeded" and body["tier"] == "user" and body["limit"] == 100
-    assert body["used"] == 0 and body["resets_at"].endswith("T00:00:00Z")
+    assert body["error"] == "limit_exceeded" and body["tier"] == "user" and body["limit"] == 8000
+    assert body["used"] == charged and body["resets_at"].endswith("T00:00:00Z")
     assert 0 < int(stream.headers["retry-after"]) <= 86400
-    assert fake_anthropic.message_requests == []
+    assert len(fake_anthropic.message_requests) == 1
     # Nothing was left behind: the lock is free (another refusal, not a 409).
     assert (await server.message("hi")).status == 429
 
@@ -354,3 +360,25 @@ async def test_a_cancel_before_the_model_answers_still_charges_the_estimated_inp
     async with server.client() as client:
         report = (await client.get("/api/chatbot/usage", headers=server.auth(token))).json()
     assert report["tiers"]["user"]["used"] == sum(usage[k] for k in usage if k != "type")
+
+
+async def test_lone_surrogates_from_the_model_end_the_stream_cleanly_and_charge_what_was_reported(
+    server: LiveServer, fake_anthropic: FakeAnthropic
+) -> None:
+    # Found in review: a tool input holding "\ud800" crashed the SSE encoder and the token estimate; the
+    # client got a broken stream with no final event and the call's reservation was never settled.
+    fake_anthropic.enqueue(
+        Reply.message("Looking up \ud800 now.", ToolCall("member_get", raw_json='{"user_id": "\\ud800"}')),
+        Reply.text("No such member \udfff."),
+    )
+    token = server.token()
+    stream = await server.message("find \U0001f600", token=token)
+    assert stream.status == 200
+    assert stream.last["type"] == "done", stream.events
+    assert "\ufffd" in stream.text and "No such member" in stream.text
+    [call] = stream.of("tool_use")
+    assert call["input"] == {"user_id": "\ufffd"}
+    charged = sum(e[k] for e in stream.of("usage") for k in e if k != "type")
+    async with server.client() as client:
+        report = (await client.get("/api/chatbot/usage", headers=server.auth(token))).json()
+    assert report["tiers"]["user"]["used"] == charged

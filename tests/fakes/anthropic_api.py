@@ -85,13 +85,19 @@ def _random_id(prefix: str) -> str:
 
 
 def _dumps(value: Any) -> str:
-    """Compact JSON, as the real API writes its event data."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    """Compact JSON, as the real API writes its event data (a lone surrogate, which UTF-8 cannot carry, as
+    a `\\ud800` escape, as JSON allows)."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return json.dumps(value, separators=(",", ":"))
+    return text
 
 
 def estimate_tokens(text: str) -> int:
     """The fake's token count of a string: UTF-8 bytes / 4, rounded up (0 for the empty string)."""
-    return (len(text.encode()) + 3) // 4
+    return (len(text.encode("utf-8", "surrogatepass")) + 3) // 4
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import inspect
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Annotated, Any, cast
 
 import anyio
@@ -33,7 +33,7 @@ from pydantic import Field, ValidationError
 from ..appdata import AppData, Member
 from ..approval import generic_summary
 from ..errors import AppDataError, Unavailable
-from ..permissions import Caller, Role, is_role
+from ..permissions import Caller, Role
 from .tool import (
     PERMISSION_META_KEY,
     Tool,
@@ -62,21 +62,29 @@ UserId = Annotated[str | None, Field(description="The member's user id.", min_le
 Email = Annotated[str | None, Field(description="The member's email address.", min_length=3, max_length=254)]
 
 
+_CALLER_TEXT = ("user_id", "org_id", "role", "name", "email", "org_name")
+
+
 def caller_meta(caller: Caller) -> RequestParamsMeta:
-    """The request `_meta` that tells the server who is calling."""
-    return cast(RequestParamsMeta, {CALLER_META_KEY: asdict(caller)})
+    """The request `_meta` that tells the server who is calling and what their role may do (as resolved by
+    the configured role source and table)."""
+    described: dict[str, Any] = {name: getattr(caller, name) for name in _CALLER_TEXT}
+    described["permissions"] = sorted(caller.permissions)
+    return cast(RequestParamsMeta, {CALLER_META_KEY: described})
 
 
 def caller_from_meta(ctx: Context) -> Caller:
     """The caller our client put in the request `_meta`; a request without a valid one is refused."""
     meta = ctx.request_context.meta or {}
     raw = meta.get(CALLER_META_KEY)
-    names = [f.name for f in fields(Caller)]
-    if not isinstance(raw, dict) or not all(isinstance(raw.get(name, ""), str) for name in names):
+    if not isinstance(raw, dict) or not all(isinstance(raw.get(name, ""), str) for name in _CALLER_TEXT):
         raise ToolError("No caller identity on this request.")
-    if not raw.get("user_id") or not raw.get("org_id") or not is_role(raw.get("role")):
+    permissions = raw.get("permissions")
+    if not isinstance(permissions, list) or not all(isinstance(p, str) for p in permissions):
         raise ToolError("No caller identity on this request.")
-    return Caller(**{name: raw.get(name, "") for name in names})
+    if not raw.get("user_id") or not raw.get("org_id") or not raw.get("role"):
+        raise ToolError("No caller identity on this request.")
+    return Caller(**{name: raw.get(name, "") for name in _CALLER_TEXT}, granted=frozenset(permissions))
 
 
 # ------------------------------------------------------------------------------------------ the tools

@@ -9,6 +9,7 @@ from typing import Any
 from mcp.types import ToolAnnotations
 
 from ..permissions import Caller
+from ..unicode import well_formed
 
 PERMISSION_META_KEY = "chatbot.app/permission"
 """The `_meta` key of a tool's permission (`resource:action`), built in or remote."""
@@ -47,6 +48,10 @@ class ToolResult:
     is_error: bool
     content: str  # text for the model (JSON text for structured results)
     status: str = ""
+
+    def __post_init__(self) -> None:
+        # A tool's text comes from outside (a stored name, a remote server): keep it encodable.
+        object.__setattr__(self, "content", well_formed(self.content))
 
     @property
     def outcome(self) -> str:

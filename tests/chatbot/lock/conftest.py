@@ -24,14 +24,14 @@ async def make_lock(request: pytest.FixtureRequest) -> AsyncIterator[MakeLock]:
     if request.param == "redis":
         url: str = request.getfixturevalue("redis_url")
 
-        def make(ttl_seconds: float = 30) -> RequestLock:
-            lock = RedisRequestLock(url, ttl_seconds)
+        def make(ttl_seconds: float = 30, **timeouts: float) -> RequestLock:
+            lock = RedisRequestLock(url, ttl_seconds, **timeouts)
             locks.append(lock)
             return lock
 
     else:
 
-        def make(ttl_seconds: float = 30) -> RequestLock:
+        def make(ttl_seconds: float = 30, **timeouts: float) -> RequestLock:
             if not locks:
                 locks.append(MemoryRequestLock(ttl_seconds))
             return locks[0]

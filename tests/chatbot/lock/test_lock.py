@@ -73,7 +73,9 @@ async def test_releasing_twice_does_not_free_the_next_owner(make_lock: MakeLock)
 
 
 async def test_hundreds_of_simultaneous_requests_by_one_user_admit_exactly_one(make_lock: MakeLock) -> None:
-    locks = [make_lock() for _ in range(3)]
+    # What is tested is admission, not speed: generous timeouts keep a busy machine's slow connects (300 at
+    # once) from turning refusals into fail-closed 503s.
+    locks = [make_lock(connect_timeout=15, operation_timeout=15) for _ in range(3)]
     user = new_id("user")
     outcomes = await asyncio.gather(
         *(locks[i % 3].acquire(user, new_id("req")) for i in range(300)), return_exceptions=True

@@ -12,7 +12,7 @@ import anyio
 import pytest
 from chatbot.appdata import AppData, Member
 from chatbot.errors import Unavailable
-from chatbot.permissions import PERMISSIONS, Caller, Role
+from chatbot.permissions import DEFAULT_ROLE_TABLE, Caller, Role
 from chatbot.tools import CALLER_META_KEY, PERMISSION_META_KEY, BuiltinTools, ToolResult, caller_meta
 from mcp import Client
 
@@ -73,10 +73,11 @@ async def test_every_offered_tool_is_one_the_role_permits_and_every_other_is_wit
     async with Client(builtin.server) as client:
         permission = {t.name: (t.meta or {})[PERMISSION_META_KEY] for t in (await client.list_tools()).tools}
     assert sorted(permission) == ALL_TOOLS
-    for role in PERMISSIONS:
+    for role in DEFAULT_ROLE_TABLE.roles:
         caller = Caller("user_x", "org_acme", role)
         offered = set(await names(builtin, caller))
-        assert offered == {name for name, needed in permission.items() if needed in PERMISSIONS[role]}
+        granted = DEFAULT_ROLE_TABLE.permissions(role)
+        assert offered == {name for name, needed in permission.items() if needed in granted}
 
 
 async def test_definitions_are_anthropic_tool_params_without_any_organization_argument(

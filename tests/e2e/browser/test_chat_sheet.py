@@ -188,15 +188,22 @@ def test_a_reply_running_in_another_tab_gets_a_clear_409_message(
 
 
 def test_daily_limit_says_which_limit_and_when_it_resets_in_local_time(
-    start_server: Callable[..., LiveServer], new_context: Callable[..., BrowserContext]
+    start_server: Callable[..., LiveServer],
+    new_context: Callable[..., BrowserContext],
+    fake_anthropic: FakeAnthropic,
 ) -> None:
-    server = start_server(chatbot_daily_token_limit_user=10)
+    # The first answer runs to the max_tokens the limit leaves it, which spends the day.
+    server = start_server(chatbot_daily_token_limit_user=8000)
+    fake_anthropic.enqueue(Reply.text("word " * 4000))
     context = new_context(locale="en-GB", timezone_id="Asia/Tokyo")
     chat = ChatPage(context.new_page(), server).goto().open()
     chat.send("Hello")
+    expect(chat.replies.last).to_contain_text("word")
+    chat.wait_idle()
+    chat.send("Again")
     alert = chat.replies.last.get_by_role("alert")
     expect(alert).to_contain_text("Daily limit reached")
-    expect(alert).to_contain_text("your daily limit of 10 tokens")
+    expect(alert).to_contain_text("your daily limit of 8,000 tokens")
     # Midnight UTC is 09:00 in Tokyo.
     expect(alert).to_contain_text(re.compile(r"resets (tomorrow )?at 09:00 \(your time\)"))
     expect(alert.get_by_role("button", name="Retry")).to_have_count(0)
