@@ -17,7 +17,7 @@ SAM := $(TOOLS)/sam/bin/sam
 PYTHON_RUNTIME ?= python3.13
 ARCHITECTURE ?= x86_64
 
-.PHONY: help run test lint test-js test-py better-auth build deploy bench soak frontend conformance clean requirements check-requirements
+.PHONY: help run test lint test-js test-py better-auth build deploy bench soak frontend conformance clean requirements check-requirements reference-servers
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -42,8 +42,8 @@ tests/conformance/node_modules/.package-lock.json: tests/conformance/package-loc
 
 conformance: tests/conformance/node_modules/.package-lock.json
 
-run: $(VENV)/.synced frontend ## Serve the demo app on http://127.0.0.1:3000 (reads .env)
-	$(PY) -m chatbot.local
+run: $(VENV)/.synced frontend ## Serve the demo app on http://127.0.0.1:3000 (reads .env; EXAMPLE=1: with the example host app's MCP server)
+	$(PY) -m $(if $(EXAMPLE),examples.projects.demo,chatbot.local)
 
 lint: $(VENV)/.synced
 	$(VENV)/bin/ruff check .
@@ -60,7 +60,14 @@ better-auth: $(BETTER_AUTH)/node_modules/.package-lock.json
 test-js: frontend
 	npm test --silent --prefix frontend
 
-test-py: $(VENV)/.synced frontend better-auth conformance
+# The MCP reference server the remote MCP client is tested against (Node >= 20, pinned in its own lockfile).
+EVERYTHING := tests/reference/server-everything
+$(EVERYTHING)/node_modules/.package-lock.json: $(EVERYTHING)/package-lock.json
+	npm ci --prefix $(EVERYTHING) --no-audit --no-fund --loglevel=error
+
+reference-servers: $(EVERYTHING)/node_modules/.package-lock.json
+
+test-py: $(VENV)/.synced frontend better-auth conformance reference-servers
 	@scripts/ensure-chromium
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
@@ -106,4 +113,4 @@ deploy: build ## sam deploy --guided (answers are saved in samconfig.toml)
 	$(SAM) deploy --guided --parameter-overrides $(SAM_PARAMETERS)
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .aws-sam frontend/dist frontend/node_modules $(BETTER_AUTH)/node_modules tests/conformance/node_modules
+	rm -rf $(VENV) $(TOOLS) .aws-sam frontend/dist frontend/node_modules $(BETTER_AUTH)/node_modules tests/conformance/node_modules $(EVERYTHING)/node_modules

@@ -97,6 +97,8 @@ def run(label: str, quick: bool) -> dict[str, Any]:
             results["caching"] = asyncio.run(measure.caching(app.url, users[20:22]))
             results["cpu"] = asyncio.run(measure.cpu_per_request(app, users[:20], 50 if quick else 200))
             results["concurrency_lean"] = asyncio.run(measure.concurrency(app, anthropic_url, users, levels))
+        print("lean DynamoDB, Redis lock: one remote MCP server 1 ms away", flush=True)
+        results["remote_tools"] = measure.remote_tools(lean, users[:20], 60 if quick else 200, REDIS_URL)
         with harness.app_server(lean, redis_url=None) as app:
             print("lean DynamoDB, in-memory lock: ttft", flush=True)
             results["ttft_lean_memory"] = asyncio.run(
@@ -125,6 +127,24 @@ def run(label: str, quick: bool) -> dict[str, Any]:
     return results
 
 
+def run_remote_only(quick: bool) -> dict[str, Any]:
+    """Only the remote-tools measurement (a full run takes long on a shared machine; this part needs only
+    the lean DynamoDB, the fake API and Redis)."""
+    results: dict[str, Any] = {"machine": machine()}
+    compile_bytecode()
+    rid = harness.run_id()
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        os.environ.setdefault(key, "bench")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    with harness.fake_anthropic() as anthropic_url, harness.lean_dynamodb() as lean_url:
+        tables = (f"AppData-bench-{rid}", f"ChatbotUsage-bench-{rid}")
+        lean = harness.Stack(lean_url, anthropic_url, *tables, lean=True)
+        users = harness.seed_bench_users(lean, 20, rid)
+        print("lean DynamoDB, Redis lock: one remote MCP server 1 ms away", flush=True)
+        results["remote_tools"] = measure.remote_tools(lean, users, 60 if quick else 200, REDIS_URL)
+    return results
+
+
 def rounded(value: Any) -> Any:
     """`value` with floats to 4 decimals (0.1 ms for seconds): the results file stays small."""
     if isinstance(value, float):
@@ -148,15 +168,26 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer requests (a smoke run)")
     parser.add_argument("--report-only", action="store_true", help="re-render the report from saved results")
     parser.add_argument("--quota-only", action="store_true", help="only the usage report and the simulation")
+    parser.add_argument(
+        "--only-remote-tools",
+        action="store_true",
+        help="measure only remote MCP tools, into the saved results",
+    )
     args = parser.parse_args()
     # A SIGTERM unwinds like an error, so the servers this run started are stopped too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     out = ROOT / "docs" / "bench"
     out.mkdir(parents=True, exist_ok=True)
-    if not args.report_only and not args.quota_only:
+    if args.only_remote_tools:
+        remote = run_remote_only(args.quick)
+    elif not args.report_only and not args.quota_only:
         results = run(args.label, args.quick)
         (out / f"results-{args.label}.json").write_text(json.dumps(rounded(results), separators=(",", ":")))
-    if not args.report_only:
+        remote = {"machine": results["machine"], "remote_tools": results["remote_tools"]}
+    if not args.report_only and not args.quota_only:
+        # A file of its own: the remote-tools figures can be re-measured alone.
+        (out / "results-remote-tools.json").write_text(json.dumps(rounded(remote), separators=(",", ":")))
+    if not args.report_only and not args.only_remote_tools:
         (out / "quota.json").write_text(json.dumps(rounded(quota.run(args.quick)), separators=(",", ":")))
     report.write(out)
     print(f"wrote {ROOT / 'docs' / 'BENCHMARKS.md'}", flush=True)

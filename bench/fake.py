@@ -1,7 +1,8 @@
 """The fake Anthropic API in its own process, answering with zero added latency.
 
 A user message `tools=K` makes the model call `member_get` (for the asking user, named by `self=<id>`)
-K times, one call per model turn, before answering; any other message gets the answer text directly.
+K times, one call per model turn, before answering; `call=<tool>` calls that tool once if it is offered;
+any other message gets the answer text directly.
 `python -m bench.fake --port N`.
 """
 
@@ -13,7 +14,7 @@ import signal
 import threading
 from typing import Any
 
-from tests.fakes.anthropic_api import FakeAnthropic, Reply, last_user_text
+from tests.fakes.anthropic_api import FakeAnthropic, Reply, last_user_text, tool_names
 
 ANSWER = (
     "Acme Inc has **five** members: Alice Anders (admin), Bob Brown (member) and Erin Evans (viewer), "
@@ -37,6 +38,12 @@ def respond(request: dict[str, Any]) -> Reply:
     text = last_user_text(request)
     wanted = re.search(r"tools=(\d+)", text)
     user = re.search(r"self=(\S+)", text)
+    called = re.search(r"call=(\S+)", text)
+    if called and _tool_rounds(request) == 0:
+        name = called.group(1)
+        return (
+            Reply.tool_use(name, {}) if name in tool_names(request) else Reply.text(f"{name} is not offered")
+        )
     if wanted and _tool_rounds(request) < int(wanted.group(1)):
         return Reply.tool_use("member_get", {"user_id": user.group(1) if user else "user_alice"})
     return Reply.text(ANSWER)

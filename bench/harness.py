@@ -172,6 +172,20 @@ def token(user_id: str, org_id: str = BENCH_ORG) -> str:
     return jwt.encode(claims, SECRET, algorithm="HS256")
 
 
+@contextmanager
+def remote_mcp(latency: float, *, legacy: bool = False) -> Iterator[str]:
+    """`bench.mcp_remote`: a host app's MCP server answering after `latency` seconds; yields its URL."""
+    port = free_port()
+    args = [PYTHON, "-m", "bench.mcp_remote", "--port", str(port), "--latency", str(latency)]
+    proc = spawn(args + (["--legacy"] if legacy else []))
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/healthz", proc=proc)
+        yield f"{url}/mcp"
+    finally:
+        stop(proc)
+
+
 @dataclass
 class AppProcess:
     proc: subprocess.Popen[bytes]
@@ -183,9 +197,14 @@ class AppProcess:
 
 
 @contextmanager
-def app_server(stack: Stack, *, redis_url: str | None) -> Iterator[AppProcess]:
+def app_server(
+    stack: Stack, *, redis_url: str | None, env: Mapping[str, str] | None = None
+) -> Iterator[AppProcess]:
     port = free_port()
-    proc = spawn([PYTHON, "-m", "bench.server", "--port", str(port)], stack.app_env(redis_url=redis_url))
+    proc = spawn(
+        [PYTHON, "-m", "bench.server", "--port", str(port)],
+        {**stack.app_env(redis_url=redis_url), **(env or {})},
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         wait_http(f"{url}/healthz", proc=proc)
@@ -286,11 +305,11 @@ async def first_call_params(
     from chatbot.appdata import AppData
     from chatbot.permissions import Caller
     from chatbot.settings import Settings
-    from chatbot.tools import Toolbox
+    from chatbot.tools import BuiltinTools
 
     caller = Caller(user, BENCH_ORG, "member", f"Bench User {user[-4:]}", f"{user}@bench.test", org_name)
-    async with Toolbox(AppData(None, "unused")) as toolbox:
-        tools = await toolbox.definitions(caller)
+    async with BuiltinTools(AppData(None, "unused")) as builtin:
+        tools = await builtin.definitions(caller)
     if tools:
         tools[-1] = {**tools[-1], "cache_control": EPHEMERAL}
     settings = Settings(_env_file=None)

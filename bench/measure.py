@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import statistics
@@ -104,6 +105,60 @@ async def ttft_pairs(
         "traces": server,
         "history_turns": [history_turns, max(turns.values())],
     }
+
+
+REMOTE_SCENARIOS = (
+    # name, auth, listing TTL, legacy handshake
+    ("listing cached (TTL 60 s)", "none", "60", False),
+    ("listed for every request, 2026-07-28 server", "forward", "0", False),
+    ("listed for every request, legacy handshake", "forward", "0", True),
+)
+
+
+def remote_tools(stack: Stack, users: list[str], pairs: int, redis_url: str | None) -> list[dict[str, Any]]:
+    """Added time to first token with one remote MCP server 1 ms away, per scenario: the app without remote
+    servers and the app with one, interleaved (order alternating) on the same users."""
+    out = []
+    with harness.app_server(stack, redis_url=redis_url) as base:
+        for name, auth, ttl, legacy in REMOTE_SCENARIOS:
+            with harness.remote_mcp(0.001, legacy=legacy) as mcp_url:
+                servers = json.dumps([{"name": "host", "url": mcp_url, "auth": auth}])
+                env = {"CHATBOT_MCP_SERVERS": servers, "CHATBOT_MCP_LIST_TTL_SECONDS": ttl}
+                with harness.app_server(stack, redis_url=redis_url, env=env) as remote:
+                    print(f"  remote tools: {name}", flush=True)
+                    out.append(
+                        {"scenario": name, **asyncio.run(_remote_pairs(base.url, remote.url, users, pairs))}
+                    )
+    return out
+
+
+async def _remote_pairs(base_url: str, remote_url: str, users: list[str], pairs: int) -> dict[str, Any]:
+    base_ttft: list[float] = []
+    remote_ttft: list[float] = []
+    async with _client(base_url) as base, _client(remote_url) as remote:
+        for i in range(20 + pairs):
+            user = users[i % len(users)]
+            order = (base, remote) if i % 2 == 0 else (remote, base)
+            for client in order:
+                result = await harness.app_stream(client, user, "hello")
+                if not result.completed or result.ttft is None:
+                    raise RuntimeError(f"a request of {user} did not complete: {result.failure}")
+                if i >= 20:
+                    (base_ttft if client is base else remote_ttft).append(result.ttft)
+            if i == 19:
+                await _traces(remote)
+        traces = await _traces(remote)
+    listing = [b - a for t in traces.values() for name, a, b in t["spans"] if name == "tool_listing"]
+    await _check_remote_tool(remote_url, users[0])
+    return {"base": base_ttft, "remote": remote_ttft, "listing_ms": listing}
+
+
+async def _check_remote_tool(app_url: str, user: str) -> None:
+    """The remote tools were really offered and answer (not left out), or the scenario measured nothing."""
+    async with _client(app_url) as client:
+        result = await harness.app_stream(client, user, "call=host_task_list", keep_events=True)
+    if not [e for e in result.events if e["type"] == "tool_result" and not e["is_error"]]:
+        raise RuntimeError(f"the remote tool did not answer: {result.events}")
 
 
 async def breakdown(
@@ -235,13 +290,16 @@ async def prompt_tokens(anthropic_url: str) -> list[dict[str, Any]]:
     from chatbot.agent import system_prompt
     from chatbot.appdata import AppData
     from chatbot.permissions import Caller
-    from chatbot.tools import Toolbox
+    from chatbot.tools import BuiltinTools
 
     rows = []
-    async with Toolbox(AppData(None, "unused")) as toolbox, httpx.AsyncClient(base_url=anthropic_url) as http:
+    async with (
+        BuiltinTools(AppData(None, "unused")) as builtin,
+        httpx.AsyncClient(base_url=anthropic_url) as http,
+    ):
         for role in ("owner", "admin", "member", "viewer"):
             caller = Caller("user_alice", "org_acme", role, "Alice Anders", "alice@acme.test", "Acme Inc")  # type: ignore[arg-type]
-            tools = await toolbox.definitions(caller)
+            tools = await builtin.definitions(caller)
             system = system_prompt(caller, datetime.now(UTC))
             base = {"model": "claude-haiku-4-5", "messages": [{"role": "user", "content": "hi"}]}
 

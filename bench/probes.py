@@ -82,7 +82,7 @@ def install(boto3_session: Any) -> None:
     from chatbot.lock.memory import MemoryRequestLock
     from chatbot.lock.redis import RedisRequestLock
     from chatbot.quota import QuotaLedger
-    from chatbot.tools import Toolbox
+    from chatbot.tools import Catalog, Toolbox
     from redis.asyncio.connection import AbstractConnection
 
     _patch(TokenVerifier, "verify", "auth")
@@ -91,8 +91,8 @@ def install(boto3_session: Any) -> None:
     _patch(MemoryRequestLock, "acquire", "lock")
     _patch(QuotaLedger, "reserve", "quota_reserve")
     _patch(QuotaLedger, "settle", "quota_settle")
-    _patch(Toolbox, "definitions", "tool_listing")
-    _patch(Toolbox, "call", "tool_call")
+    _patch(Toolbox, "listing", "tool_listing")
+    _patch(Catalog, "call", "tool_call")
     _patch(Lease, "release", "lock_release")
     _patch(ConversationStore, "load", "conversation_load")
     _patch(ConversationStore, "begin", "conversation_begin")

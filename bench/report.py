@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "BENCHMARKS.md"
+REMOTE_RESULTS = DOC.parent / "bench" / "results-remote-tools.json"
 STEPS = (
     "auth",
     "membership",
@@ -486,6 +487,10 @@ def render(runs: dict[str, dict[str, Any]]) -> str:
         n = {label: s["n"] for label, s in summaries.items()}
         add(f"\nRequests per run: {n}. Target: p50 ≤ 10 ms and p99 ≤ 30 ms added.\n")
 
+    remote = json.loads(REMOTE_RESULTS.read_text()) if REMOTE_RESULTS.exists() else None
+    if remote:
+        add(remote_tools_section(remote["remote_tools"], remote["machine"]))
+
     # 2. breakdown
     add("## 2. Where the time goes, and store round trips per request\n")
     add("![Steps](bench/breakdown.png)\n")
@@ -649,6 +654,45 @@ def render(runs: dict[str, dict[str, Any]]) -> str:
 
         add(quota.render(json.loads(quota_results.read_text())))
     return "\n".join(lines) + "\n"
+
+
+def remote_tools_section(section: list[dict[str, Any]], machine: dict[str, Any]) -> str:
+    """Added TTFT with one remote MCP server (`CHATBOT_MCP_SERVERS`) 1 ms away."""
+    out = [
+        "### Remote MCP tools: added time to first token\n",
+        f"`python -m bench`, or this part alone with `python -m bench --only-remote-tools` (results in "
+        f"`docs/bench/results-remote-tools.json`): {_machine(machine)}.\n",
+        "One remote MCP server (`bench/mcp_remote.py`: six tools over Streamable HTTP, stateless, every "
+        "request answered after 1 ms) against the same app without it, requests interleaved on the same "
+        "users (lean DynamoDB, Redis lock). The listing runs beside admission (membership read, lock, "
+        "conversation), so only what it takes beyond them reaches the first token. ms:\n",
+        "| scenario | without p50 | with p50 | added per pair p50 | p90 | listing (server side) p50 | p90 |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in section:
+        base, remote = ms(row["base"]), ms(row["remote"])
+        paired = remote - base
+        listing = np.asarray(row["listing_ms"], dtype=float)
+        out.append(
+            f"| {row['scenario']} | {f(q(base, 50))} | {f(q(remote, 50))} | {f(q(paired, 50))} | "
+            f"{f(q(paired, 90))} | {f(q(listing, 50))} | {f(q(listing, 90))} |"
+        )
+    out.append(
+        "\nWith the listing cached (the default `CHATBOT_MCP_LIST_TTL_SECONDS=60`; per user for `forward` "
+        "servers) a request only reads the cache. Listing for every request (`CHATBOT_MCP_LIST_TTL_SECONDS=0`, "
+        "or each user's first request in a minute with `auth: forward`) costs one round trip with a server "
+        "speaking the 2026-07-28 protocol (its discovery is remembered), and three with a legacy server "
+        "(`initialize`, `notifications/initialized`, `tools/list`); most of the rest is the mcp SDK's CPU per "
+        "session: a profile of one listing (about 4 ms of CPU here) finds some 3 ms in one line of the SDK's "
+        "Streamable HTTP client (2.3.0), which formats every outgoing message for a debug log line "
+        '(`logger.debug(f"Sending client message: {message}")`, a pydantic repr) whether or not debug '
+        "logging is on, so an upstream fix would take most of it away. On a machine busy with other work (the load average above: more runnable processes than "
+        "cores) every await waits its turn, which inflates both columns and the listing's own time; the "
+        "cached row, where the listing costs nothing, shows that noise. Requests per scenario: "
+        + ", ".join(str(len(row["base"])) for row in section)
+        + ".\n"
+    )
+    return "\n".join(out)
 
 
 CHANGES = """## What changed between *before* and *after*

@@ -35,7 +35,7 @@ from .observability import NO_TRACER
 from .permissions import Caller
 from .room import Room
 from .settings import Settings
-from .tools import Toolbox, ToolResult
+from .tools import Catalog, ToolResult
 from .unicode import well_formed
 from .usage import estimate_input_tokens
 
@@ -174,7 +174,7 @@ class Turn:
     """
 
     client: AsyncAnthropic
-    toolbox: Toolbox
+    tools: Catalog
     meter: Meter
     settings: Settings
     caller: Caller
@@ -196,7 +196,7 @@ class Turn:
         """List the caller's tools, write the system prompt, build the context, and reserve the first call
         (`LimitExceeded`). A request that runs approved calls first reserves after them, once their results
         are part of what the model reads."""
-        self._tools = await self.toolbox.definitions(self.caller)
+        self._tools = self.tools.definitions()
         if self._tools:
             self._tools[-1]["cache_control"] = EPHEMERAL
         self._system = [
@@ -306,10 +306,10 @@ class Turn:
         results: dict[str, ToolResult] = {}
         runnable: list[ToolCall] = []
         for call in calls:
-            refusal = self.toolbox.refusal(self.caller, call.name, call.input)
+            refusal = self.tools.refusal(call.name, call.input)
             if refusal is not None:
                 results[call.id] = refusal
-            elif needs_approval(self.toolbox.annotations(call.name), self.settings.chatbot_approval):
+            elif needs_approval(self.tools.annotations(call.name), self.settings.chatbot_approval):
                 waiting = await self._waiting(call)
                 self.pending.append(waiting)
                 yield event("approval_required", **waiting.event_data())
@@ -328,7 +328,7 @@ class Turn:
             self._add({"role": "user", "content": [_result_block(c.id, results[c.id]) for c in answered]})
 
     async def _waiting(self, call: ToolCall) -> PendingCall:
-        summary = await self.toolbox.summary(self.caller, call.name, call.input)
+        summary = await self.tools.summary(call.name, call.input)
         decide_by = self.request.clock() + self.settings.chatbot_approval_ttl_seconds
         return PendingCall(
             call.id, call.name, call.input, summary, self.request.request_id, decide_by, len(self.pending)
@@ -356,7 +356,7 @@ class Turn:
     ) -> None:
         async with results:
             with self.request.tracer.start_as_current_span(f"tool {call.name}") as span:
-                result = await self.toolbox.call(self.caller, call.name, call.input)
+                result = await self.tools.call(call.name, call.input)
                 span.set_attribute("tool.outcome", result.outcome)
             if result.outcome in ("ok", "error"):
                 self.meter.tool_ran()  # it ran (refused calls did not): the usage report counts it

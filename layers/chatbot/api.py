@@ -6,12 +6,13 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+import anyio
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from . import approval, paging, report
-from .admission import admit, concurrently, succeeded
+from .admission import Admission, admit, concurrently, succeeded
 from .agent import Request as TurnRequest
 from .agent import Turn
 from .approval import PendingCall
@@ -28,6 +29,7 @@ from .permissions import Caller
 from .replay import ReplayStream
 from .request import MessageRequest, parse_json, parse_message, read_body
 from .services import Services
+from .tools import Listing
 from .transcript import Transcript
 
 
@@ -62,22 +64,15 @@ async def post_message(request: Request) -> Response:
     body = await read_body(request)
     if services.anthropic is None:
         raise ChatbotDisabled()
-    identity = await _identify(request)
+    token = bearer_token(request.headers.get("authorization"))
+    identity = await services.verifier.verify(token)
     with log_context(user_id=identity.user_id, org_id=identity.org_id):
         payload = parse_message(body)
         request_id = _request_id(request)
         settings = services.settings
         async with contextlib.AsyncExitStack() as resources:
-            admitted = await admit(
-                services.callers,
-                services.lock,
-                services.conversations,
-                identity,
-                request_id,
-                resources,
-                conversation_id=payload.conversation_id,
-                budget=settings.chatbot_context_token_budget,
-                tracer=services.tracer,
+            admitted, listing = await _admitted_and_listed(
+                services, identity, token, request_id, resources, payload.conversation_id
             )
             caller = admitted.caller
             history: list[Message]
@@ -95,7 +90,7 @@ async def post_message(request: Request) -> Response:
             resources.push_async_callback(meter.close)
             turn = Turn(
                 client=services.anthropic,
-                toolbox=services.toolbox,
+                tools=services.toolbox.catalog(caller, token, listing),
                 meter=meter,
                 settings=settings,
                 caller=caller,
@@ -126,6 +121,52 @@ async def post_message(request: Request) -> Response:
                 metrics=metrics,
                 log_keys={"request_id": request_id, "user_id": caller.user_id, "org_id": caller.org_id},
             )
+
+
+async def _admitted_and_listed(
+    services: Services,
+    identity: Identity,
+    token: str,
+    request_id: str,
+    resources: contextlib.AsyncExitStack,
+    conversation_id: str | None,
+) -> tuple[Admission, Listing | None]:
+    """Admit the request and, at the same time, list the remote MCP servers' tools for this user, so the
+    listing adds no round trip of its own before the first token. A refused request stops the listing."""
+
+    async def admitted() -> Admission:
+        return await admit(
+            services.callers,
+            services.lock,
+            services.conversations,
+            identity,
+            request_id,
+            resources,
+            conversation_id=conversation_id,
+            budget=services.settings.chatbot_context_token_budget,
+            tracer=services.tracer,
+        )
+
+    toolbox = services.toolbox
+    if not toolbox.servers:
+        return await admitted(), None
+    listing: Listing | None = None
+    refused: ChatbotError | None = None
+
+    async def list_tools() -> None:
+        nonlocal listing
+        listing = await toolbox.listing(identity.user_id, identity.org_id, token)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(list_tools)
+        try:
+            admission = await admitted()
+        except ChatbotError as exc:
+            refused = exc
+            group.cancel_scope.cancel()
+    if refused is not None:
+        raise refused
+    return admission, listing
 
 
 async def _prepared(

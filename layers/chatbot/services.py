@@ -74,6 +74,9 @@ def build_services(settings: Settings, dynamodb: Any, tracer: Tracer = NO_TRACER
         ),
         toolbox=Toolbox(
             appdata,
+            builtin=settings.chatbot_builtin_tools,
+            servers=settings.chatbot_mcp_servers,
+            list_ttl_seconds=settings.chatbot_mcp_list_ttl_seconds,
             timeout_seconds=settings.chatbot_tool_timeout_seconds,
             max_result_chars=settings.chatbot_tool_result_max_chars,
         ),

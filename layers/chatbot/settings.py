@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from functools import cached_property
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .errors import ConfigurationError
@@ -20,6 +22,70 @@ FUNCTION_TIMEOUT_MARGIN_SECONDS = 5.0
 """What the function's timeout must leave after the request deadline, for the request's cleanup."""
 HS256_MIN_SECRET_BYTES = 32
 """RFC 7518 §3.2: an HS256 key at least as long as the hash output."""
+
+SERVER_NAME = re.compile(r"[a-z0-9_]{1,20}")
+
+
+class McpServerConfig(BaseModel):
+    """One entry of `CHATBOT_MCP_SERVERS`: a remote MCP server reached over Streamable HTTP."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    name: str
+    """Prefix of its tools' names (`<name>_<tool>`)."""
+    url: str
+    auth: Literal["forward", "none"] = "none"
+    """`forward`: every request to it carries the caller's own bearer token; `none`: never."""
+    timeout_seconds: float = Field(default=10, gt=0, le=120)
+    """Bounds the listing and each call."""
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not SERVER_NAME.fullmatch(value):
+            raise ValueError("must be 1 to 20 of a-z, 0-9 and _")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+
+def mcp_servers(raw: object) -> list[McpServerConfig]:
+    """`CHATBOT_MCP_SERVERS` (a JSON array) read and checked; a `ConfigurationError` naming the bad entry
+    otherwise (it stops the start-up: a half-configured tool source would fail in every chat)."""
+    if isinstance(raw, str):
+        if not raw.strip():
+            return []
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ConfigurationError(f"CHATBOT_MCP_SERVERS is not valid JSON: {exc}") from None
+    if not isinstance(raw, list):
+        raise ConfigurationError('CHATBOT_MCP_SERVERS must be a JSON array of {"name", "url", ...} objects.')
+    servers: list[McpServerConfig] = []
+    for index, entry in enumerate(raw):
+        label = f"entry {index}"
+        if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+            label += f" ({entry['name']!r})"
+        if isinstance(entry, McpServerConfig):
+            servers.append(entry)
+            continue
+        try:
+            servers.append(McpServerConfig.model_validate(entry))
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in error['loc']) or 'the entry'}: {error['msg'].removeprefix('Value error, ')}"
+                for error in exc.errors(include_url=False, include_input=False)
+            )
+            raise ConfigurationError(f"CHATBOT_MCP_SERVERS {label}: {problems}.") from None
+        if sum(server.name == servers[-1].name for server in servers) > 1:
+            raise ConfigurationError(f"CHATBOT_MCP_SERVERS {label}: the name is used twice.")
+    return servers
 
 
 class Settings(BaseSettings):
@@ -63,6 +129,11 @@ class Settings(BaseSettings):
     chatbot_context_token_budget: int = Field(default=20_000, ge=0)
     chatbot_audit_table: str = "ChatbotAudit"
     chatbot_audit_retention_days: int = Field(default=365, ge=1, le=3650)
+
+    # Tool sources (README, "Connect your app"): the built-ins, and remote MCP servers.
+    chatbot_builtin_tools: bool = True
+    chatbot_mcp_servers: Annotated[list[McpServerConfig], NoDecode] = Field(default_factory=list)
+    chatbot_mcp_list_ttl_seconds: float = Field(default=60, ge=0)
 
     chatbot_approval: Literal["writes", "destructive", "none"] = "writes"
     chatbot_approval_ttl_seconds: int = Field(default=900, ge=1)
@@ -111,6 +182,11 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value: object) -> object:
         # An empty line in a .env (`ANTHROPIC_API_KEY=`) means "not configured", not "the empty key".
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("chatbot_mcp_servers", mode="before")
+    @classmethod
+    def _mcp_servers(cls, value: Any) -> list[McpServerConfig]:
+        return mcp_servers(value)
 
     @field_validator("auth_role_claim", mode="before")
     @classmethod

@@ -59,6 +59,58 @@ def test_nonsense_numbers_are_refused_at_start(monkeypatch: pytest.MonkeyPatch, 
         Settings()
 
 
+def test_remote_mcp_servers_are_read_with_their_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "CHATBOT_MCP_SERVERS",
+        '[{"name": "projects", "url": "https://app.example/mcp", "auth": "forward"},'
+        ' {"name": "crm_2", "url": "http://127.0.0.1:4000/mcp", "timeout_seconds": 2.5}]',
+    )
+    settings = Settings()
+    assert [(s.name, s.url, s.auth, s.timeout_seconds) for s in settings.chatbot_mcp_servers] == [
+        ("projects", "https://app.example/mcp", "forward", 10),
+        ("crm_2", "http://127.0.0.1:4000/mcp", "none", 2.5),
+    ]
+    assert (settings.chatbot_builtin_tools, settings.chatbot_mcp_list_ttl_seconds) == (True, 60)
+
+
+def test_no_remote_mcp_servers_by_default_and_a_blank_value_means_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings().chatbot_mcp_servers == []
+    monkeypatch.setenv("CHATBOT_MCP_SERVERS", " ")
+    assert Settings().chatbot_mcp_servers == []
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("{not json", "CHATBOT_MCP_SERVERS is not valid JSON"),
+        ('{"name": "x", "url": "http://a"}', "must be a JSON array"),
+        (
+            '[{"name": "ok", "url": "http://a"}, {"name": "Bad-Name", "url": "http://b"}]',
+            "entry 1 ('Bad-Name'): name",
+        ),
+        ('[{"name": "crm", "url": "ftp://b"}]', "entry 0 ('crm'): url: must be an http:// or https:// URL"),
+        ('[{"name": "crm", "url": "http://b", "auth": "bearer"}]', "entry 0 ('crm'): auth"),
+        ('[{"name": "crm", "url": "http://b", "timeout_seconds": 0}]', "entry 0 ('crm'): timeout_seconds"),
+        ('[{"name": "crm", "url": "http://b", "token": "x"}]', "entry 0 ('crm'): token"),
+        (
+            '[{"name": "crm", "url": "http://b"}, {"name": "crm", "url": "http://c"}]',
+            "entry 1 ('crm'): the name is used twice",
+        ),
+        ('["http://b"]', "entry 0:"),
+        ('[{"name": "a_very_long_server_name_indeed", "url": "http://b"}]', "1 to 20"),
+    ],
+)
+def test_a_malformed_mcp_server_list_stops_the_start_naming_the_entry(
+    monkeypatch: pytest.MonkeyPatch, value: str, message: str
+) -> None:
+    monkeypatch.setenv("CHATBOT_MCP_SERVERS", value)
+    with pytest.raises(ConfigurationError) as refused:
+        Settings()
+    assert message in str(refused.value)
+
+
 def test_identity_defaults_are_the_documented_ones() -> None:
     settings = Settings()
     assert (settings.auth_org_claim, settings.auth_role_claim, settings.chatbot_role_source) == (

@@ -1446,6 +1446,18 @@ def _demo_intent(text: str) -> tuple[str, JSON, str] | None:
         role = next((r for r in _ROLES if re.search(rf"\bas (an? )?{r}\b", lowered)), "member")
         address = email.group(1)
         return "invitation_create", {"email": address, "role": role}, f"I'll invite {address} as {role}."
+    # The example host app's tools (`make run EXAMPLE=1`: its MCP server is named "projects").
+    task = re.search(r"\badd (?:a )?task:?\s+(.+?)(?:\s+to\s+(.+?))?[.!]?$", text, re.IGNORECASE)
+    if task:
+        project = task.group(2) or "Website relaunch"
+        preface = f"I'll add that task to {project}."
+        return "projects_task_create", {"project": project, "title": task.group(1)}, preface
+    if re.search(r"\bwho am i\b", lowered):
+        return "projects_whoami", {}, "Let me ask the projects app who you are."
+    if re.search(r"\btasks?\b", lowered):
+        return "projects_task_list", {"status": "open"}, "Let me list the open tasks."
+    if re.search(r"\bprojects?\b", lowered):
+        return "projects_project_list", {}, "Let me list the projects."
     if "invitation" in lowered or "pending" in lowered:
         return "invitation_list", {}, "Let me look up the pending invitations."
     if re.search(r"\badmins?\b", lowered):
@@ -1463,7 +1475,10 @@ def demo_responder(request: JSON, *, delay: float = 0.0) -> Reply:
     - A request ending with tool results → a Markdown summary (a table per result).
     - "invite <email> [as <role>]" → ``invitation_create``; "invitation"/"pending" → ``invitation_list``;
       "admin" → ``member_list {"role": "admin"}``; "members"/"who" → ``member_list``;
-      "organization" → ``organization_get`` — each only if the request offers that tool, else a refusal.
+      "organization" → ``organization_get``; with the example host app (``make run EXAMPLE=1``): "add a task
+      <title> [to <project>]" → ``projects_task_create``, "who am I" → ``projects_whoami``, "tasks" →
+      ``projects_task_list``, "projects" → ``projects_project_list`` — each only if the request offers that
+      tool, else a refusal.
     - Anything else → a short Markdown help text quoting the question.
     """
     results = tool_results(request)
@@ -1493,7 +1508,13 @@ def demo_responder(request: JSON, *, delay: float = 0.0) -> Reply:
         "- *List the members*\n"
         "- *Show our organization*\n"
         "- *List pending invitations*\n"
-        "- *Invite gina@acme.test as a member*\n",
+        "- *Invite gina@acme.test as a member*\n"
+        + (
+            "- *List the projects* (the example host app's tools)\n"
+            "- *Add a task Write the docs to Website relaunch*\n"
+            if "projects_task_create" in tool_names(request)
+            else ""
+        ),
         delay=delay,
     )
 

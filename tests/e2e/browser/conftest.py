@@ -281,8 +281,8 @@ class ToolGate:
 @pytest.fixture
 def tool_gate(server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[ToolGate]:
     gate = ToolGate()
-    toolbox = server.services.toolbox
-    original = toolbox.call
+    builtin = server.services.toolbox.builtin
+    original = builtin.call
 
     async def gated_call(caller: Any, name: str, arguments: object) -> Any:
         gate.entered.set()
@@ -290,7 +290,7 @@ def tool_gate(server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[T
         await anyio.to_thread.run_sync(gate.released.wait, 30, abandon_on_cancel=True)
         return await original(caller, name, arguments)
 
-    monkeypatch.setattr(toolbox, "call", gated_call)
+    monkeypatch.setattr(builtin, "call", gated_call)
     yield gate
     gate.release()
 

@@ -1,10 +1,11 @@
-"""The MCP tools over the application data, and the `Toolbox` the agent loop uses to list and call them.
+"""The built-in tools over the application data: the MCP server that defines them, and `BuiltinTools`, which
+lists and calls them in-process.
 
-One `MCPServer` defines the tools; the chatbot reaches it in-process through one `mcp.Client`. The caller's
-identity travels in the request's `_meta` (set by `Toolbox.call` from the server-side `Caller`, never from
-the model's arguments), and the organization is always the caller's own: no tool takes an organization.
-Every tool declares its permission in its MCP `_meta`; the listing is filtered by it, and it is checked
-both in `Toolbox.call` and again inside the server before the tool body runs.
+One `MCPServer` defines the tools (`build_server`); the chatbot reaches it in-process through one
+`mcp.Client`. The caller's identity travels in the request's `_meta` (set by `BuiltinTools.call` from the
+server-side `Caller`, never from the model's arguments), and the organization is always the caller's own: no
+tool takes an organization. Every tool declares its permission in its MCP `_meta`; the listing is filtered
+by it, and it is checked both in `BuiltinTools.call` and again inside the server before the tool body runs.
 A server reached by other clients (the MCP endpoint) passes its own `caller_of`, which must take the caller
 from the authenticated request, never from anything the client sends.
 """
@@ -29,16 +30,23 @@ from mcp.server.mcpserver.utilities.func_metadata import func_metadata
 from mcp.types import RequestParamsMeta, TextContent, ToolAnnotations
 from pydantic import Field, ValidationError
 
-from .appdata import AppData, Member
-from .approval import generic_summary
-from .errors import AppDataError, Unavailable
-from .permissions import Caller, Role
-from .unicode import well_formed
+from ..appdata import AppData, Member
+from ..approval import generic_summary
+from ..errors import AppDataError, Unavailable
+from ..permissions import Caller, Role
+from .tool import (
+    PERMISSION_META_KEY,
+    Tool,
+    ToolResult,
+    argument_problem,
+    capped,
+    compact_schema,
+    not_permitted,
+)
 
 logger = logging.getLogger(__name__)
 
 CALLER_META_KEY = "chatbot.app/caller"
-PERMISSION_META_KEY = "chatbot.app/permission"
 
 READ = ToolAnnotations(
     read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
@@ -52,25 +60,6 @@ CHANGE = ToolAnnotations(
 
 UserId = Annotated[str | None, Field(description="The member's user id.", min_length=1, max_length=200)]
 Email = Annotated[str | None, Field(description="The member's email address.", min_length=3, max_length=254)]
-
-
-@dataclass(frozen=True)
-class ToolResult:
-    """A tool call's outcome for the model. `status` says why a call did not run, where that matters
-    (`not_permitted`, `declined`); otherwise the outcome follows `is_error`."""
-
-    is_error: bool
-    content: str  # text for the model (JSON text for structured results)
-    status: str = ""
-
-    def __post_init__(self) -> None:
-        # A tool's text comes from outside (a stored name, a remote server): keep it encodable.
-        object.__setattr__(self, "content", well_formed(self.content))
-
-    @property
-    def outcome(self) -> str:
-        """`ok`, `error`, `not_permitted` or `declined`: the status the audit trail and the views record."""
-        return self.status or ("error" if self.is_error else "ok")
 
 
 _CALLER_TEXT = ("user_id", "org_id", "role", "name", "email", "org_name")
@@ -96,11 +85,6 @@ def caller_from_meta(ctx: Context) -> Caller:
     if not raw.get("user_id") or not raw.get("org_id") or not raw.get("role"):
         raise ToolError("No caller identity on this request.")
     return Caller(**{name: raw.get(name, "") for name in _CALLER_TEXT}, granted=frozenset(permissions))
-
-
-def not_permitted(caller: Caller, name: str, permission: str) -> str:
-    """The refusal text for a tool the caller's role does not allow."""
-    return f"Not permitted: {name} needs {permission}, which the role {caller.role} does not have."
 
 
 # ------------------------------------------------------------------------------------------ the tools
@@ -295,6 +279,11 @@ CallerOf = Callable[[Context], Caller]
 (`caller_from_meta`), or, for a server other clients reach, from the authenticated request."""
 
 
+def permitted(caller: Caller) -> list[ToolSpec]:
+    """The built-in tools `caller`'s role allows, by name."""
+    return sorted((spec for spec in TOOLS if caller.can(spec.permission)), key=lambda spec: spec.name)
+
+
 def _bound(spec: ToolSpec, data: AppData, caller_of: CallerOf) -> Callable[..., Awaitable[str]]:
     """`spec`'s handler as an MCP tool function: it takes the request `Context` in place of the data and
     the caller, refuses a caller whose role lacks the permission, and turns refusals into tool errors.
@@ -339,55 +328,8 @@ def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def compact_schema(schema: Any) -> Any:
-    """`schema` without what only costs the model tokens: pydantic's `title`s, and the `null` branch and
-    `default: null` of optional properties (leaving an optional property out means the same)."""
-    if isinstance(schema, list):
-        return [compact_schema(item) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    any_of = schema.get("anyOf")
-    null = {"type": "null"}
-    if isinstance(any_of, list) and len(any_of) == 2 and null in any_of and schema.get("default", 0) is None:
-        rest = {key: value for key, value in schema.items() if key not in ("anyOf", "default")}
-        schema = {**next(branch for branch in any_of if branch != null), **rest}
-    cleaned: dict[str, Any] = {}
-    for key, value in schema.items():
-        if key == "title" and isinstance(value, str):
-            continue
-        if key == "properties" and isinstance(value, dict):
-            cleaned[key] = {prop: compact_schema(sub) for prop, sub in value.items()}
-        else:
-            cleaned[key] = compact_schema(value)
-    return cleaned
-
-
-@dataclass(frozen=True)
-class _Listed:
-    name: str
-    description: str
-    input_schema: dict[str, Any]
-    permission: str
-    annotations: ToolAnnotations | None
-
-    @property
-    def read_only(self) -> bool:
-        return bool(self.annotations and self.annotations.read_only_hint)
-
-
-def _argument_problem(listed: _Listed, arguments: object) -> str | None:
-    """Why `arguments` cannot be passed to the tool (not an object, unknown names), or None."""
-    if not isinstance(arguments, dict) or not all(isinstance(key, str) for key in arguments):
-        return f"Invalid arguments for {listed.name}: they must be a JSON object."
-    unknown = sorted(set(arguments) - set(listed.input_schema.get("properties", {})))
-    if not unknown:
-        return None
-    hint = " The organization is always your own; it is not an argument." if "org_id" in unknown else ""
-    return f"Invalid arguments for {listed.name}: unknown {', '.join(unknown)}.{hint}"
-
-
-class Toolbox:
-    """Owns the MCP server and one in-process client; created once in the app lifespan."""
+class BuiltinTools:
+    """Owns the built-in MCP server and one in-process client; created once in the app lifespan."""
 
     def __init__(
         self, appdata: AppData, *, timeout_seconds: float = 20, max_result_chars: int = 20_000
@@ -405,16 +347,16 @@ class Toolbox:
         self._client: Client | None = None
         self._runner: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
-        self._tools: dict[str, _Listed] = {}
+        self._tools: dict[str, Tool] = {}
 
-    async def __aenter__(self) -> Toolbox:
+    async def __aenter__(self) -> BuiltinTools:
         """Connect the in-process client and cache the tool listing (it does not change at runtime)."""
         loop = asyncio.get_running_loop()
         ready: asyncio.Future[Client] = loop.create_future()
         self._stop = asyncio.Event()
-        # The client's task group lives in a task of its own, so the Toolbox may be closed from another task
-        # than the one that opened it (pytest fixtures, some lifespan runners).
-        self._runner = asyncio.create_task(self._hold_open(ready, self._stop), name="toolbox-mcp-client")
+        # The client's task group lives in a task of its own, so the tools may be closed from another task
+        # than the one that opened them (pytest fixtures, some lifespan runners).
+        self._runner = asyncio.create_task(self._hold_open(ready, self._stop), name="builtin-mcp-client")
         try:
             self._client = await ready
         except BaseException:
@@ -433,12 +375,13 @@ class Toolbox:
                         permission = (t.meta or {}).get(PERMISSION_META_KEY)
                         if not isinstance(permission, str):
                             raise RuntimeError(f"tool {t.name} declares no permission")
-                        self._tools[t.name] = _Listed(
+                        self._tools[t.name] = Tool(
                             t.name,
                             t.description or "",
                             compact_schema(t.input_schema),
-                            permission,
                             t.annotations,
+                            permission,
+                            remote_name=t.name,
                         )
                     if listing.next_cursor is None:
                         break
@@ -461,16 +404,29 @@ class Toolbox:
             runner, self._runner = self._runner, None
             await runner
 
-    def _allowed(self, caller: Caller) -> list[_Listed]:
-        return sorted((t for t in self._tools.values() if caller.can(t.permission)), key=lambda t: t.name)
+    def _open(self) -> Client:
+        if self._client is None:
+            raise RuntimeError("BuiltinTools is not open; use `async with BuiltinTools(...)`")
+        return self._client
+
+    def all(self) -> list[Tool]:
+        """Every built-in tool, whatever the role, sorted by name."""
+        self._open()
+        return sorted(self._tools.values(), key=lambda t: t.name)
+
+    def allowed(self, caller: Caller) -> list[Tool]:
+        """The tools `caller`'s role allows, sorted by name."""
+        self._open()
+        return sorted(
+            (t for t in self._tools.values() if t.permission and caller.can(t.permission)),
+            key=lambda t: t.name,
+        )
 
     async def definitions(self, caller: Caller) -> list[dict[str, Any]]:
         """Anthropic tool params for the tools `caller`'s role allows, sorted by name (fresh dicts each time)."""
-        if self._client is None:
-            raise RuntimeError("Toolbox is not open; use `async with Toolbox(...)`")
         return [
             {"name": t.name, "description": t.description, "input_schema": copy.deepcopy(t.input_schema)}
-            for t in self._allowed(caller)
+            for t in self.allowed(caller)
         ]
 
     def refusal(self, caller: Caller, name: str, arguments: object) -> ToolResult | None:
@@ -478,11 +434,12 @@ class Toolbox:
         are not the tool's), or None. A refused call is never put to the user for approval."""
         listed = self._tools.get(name)
         if listed is None:
-            available = ", ".join(t.name for t in self._allowed(caller)) or "none"
+            available = ", ".join(t.name for t in self.allowed(caller)) or "none"
             return ToolResult(True, f"Unknown tool {name!r}. Available tools: {available}.")
+        assert listed.permission is not None
         if not caller.can(listed.permission):
             return ToolResult(True, not_permitted(caller, name, listed.permission), status="not_permitted")
-        problem = _argument_problem(listed, arguments)
+        problem = argument_problem(listed, arguments)
         if problem is None and name in self._arguments:
             try:
                 self._arguments[name].model_validate(arguments)
@@ -509,9 +466,7 @@ class Toolbox:
     async def call(self, caller: Caller, name: str, arguments: object) -> ToolResult:
         """Run tool `name` for `caller`; any problem comes back as an `is_error` result, never an exception.
         The role is checked again here, at the moment the call runs."""
-        client = self._client
-        if client is None:
-            raise RuntimeError("Toolbox is not open; use `async with Toolbox(...)`")
+        client = self._open()
         refusal = self.refusal(caller, name, arguments)
         if refusal is not None:
             return refusal
@@ -535,12 +490,4 @@ class Toolbox:
         if result.is_error:
             # Pydantic's help links cost tokens and mean nothing to the user.
             text = "\n".join(line for line in text.splitlines() if "errors.pydantic.dev" not in line)
-        return self._capped(result.is_error, text)
-
-    def _capped(self, is_error: bool, text: str) -> ToolResult:
-        if len(text) <= self.max_result_chars:
-            return ToolResult(is_error, text)
-        marker = f"\n[TRUNCATED: first {{}} of {len(text)} characters shown; ask for less.]"
-        keep = max(self.max_result_chars - len(marker.format(self.max_result_chars)), 0)
-        marker = marker.format(keep)
-        return ToolResult(True, text[:keep] + marker)
+        return capped(result.is_error, text, self.max_result_chars)

@@ -1,4 +1,4 @@
-"""What the `Toolbox` tells the approval flow before anything runs: whether a call can run at all (refusal),
+"""What the `BuiltinTools` tells the approval flow before anything runs: whether a call can run at all (refusal),
 a tool's annotations, and a change described in plain words naming the person it touches."""
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ from chatbot.appdata import AppData, Invitation
 from chatbot.approval import needs_approval
 from chatbot.errors import Unavailable
 from chatbot.permissions import Caller
-from chatbot.tools import TOOLS, Toolbox
+from chatbot.tools import TOOLS, BuiltinTools
 
 from tests.fakes.dynamodb import APP_TABLE
 
 
 @pytest.fixture
-async def toolbox(appdata: AppData) -> AsyncIterator[Toolbox]:
-    async with Toolbox(appdata) as box:
+async def builtin(appdata: AppData) -> AsyncIterator[BuiltinTools]:
+    async with BuiltinTools(appdata) as box:
         yield box
 
 
@@ -49,18 +49,18 @@ VALID = {
 
 
 async def test_every_tool_called_properly_by_an_admin_is_not_refused(
-    appdata: AppData, toolbox: Toolbox
+    appdata: AppData, builtin: BuiltinTools
 ) -> None:
     assert sorted(VALID) == sorted(spec.name for spec in TOOLS)
     caller = await alice(appdata)
     for name, arguments in VALID.items():
-        assert toolbox.refusal(caller, name, arguments) is None, name
+        assert builtin.refusal(caller, name, arguments) is None, name
 
 
 async def test_an_unknown_tool_is_refused_naming_the_tools_the_caller_may_use(
-    appdata: AppData, toolbox: Toolbox
+    appdata: AppData, builtin: BuiltinTools
 ) -> None:
-    refused = toolbox.refusal(await who(appdata, "org_acme", "user_bob"), "drop_database", {})
+    refused = builtin.refusal(await who(appdata, "org_acme", "user_bob"), "drop_database", {})
     assert refused is not None
     assert refused.is_error
     assert refused.outcome == "error"
@@ -70,10 +70,10 @@ async def test_an_unknown_tool_is_refused_naming_the_tools_the_caller_may_use(
 
 
 async def test_a_tool_the_role_does_not_permit_is_refused_as_not_permitted(
-    appdata: AppData, toolbox: Toolbox
+    appdata: AppData, builtin: BuiltinTools
 ) -> None:
     bob = await who(appdata, "org_acme", "user_bob")
-    refused = toolbox.refusal(bob, "member_remove", {"user_id": "user_erin"})
+    refused = builtin.refusal(bob, "member_remove", {"user_id": "user_erin"})
     assert refused is not None
     assert refused.is_error
     assert refused.status == "not_permitted"
@@ -81,21 +81,21 @@ async def test_a_tool_the_role_does_not_permit_is_refused_as_not_permitted(
     assert "member:delete" in refused.content and "member" in refused.content
 
 
-async def test_the_role_is_checked_before_the_arguments(appdata: AppData, toolbox: Toolbox) -> None:
+async def test_the_role_is_checked_before_the_arguments(appdata: AppData, builtin: BuiltinTools) -> None:
     erin = await who(appdata, "org_acme", "user_erin")
-    refused = toolbox.refusal(erin, "invitation_create", {"org_id": "org_globex", "role": "boss"})
+    refused = builtin.refusal(erin, "invitation_create", {"org_id": "org_globex", "role": "boss"})
     assert refused is not None and refused.status == "not_permitted"
 
 
 async def test_an_unknown_argument_is_refused_and_an_organization_argument_is_explained(
-    appdata: AppData, toolbox: Toolbox
+    appdata: AppData, builtin: BuiltinTools
 ) -> None:
     caller = await alice(appdata)
-    refused = toolbox.refusal(caller, "member_remove", {"user_id": "user_bob", "org_id": "org_globex"})
+    refused = builtin.refusal(caller, "member_remove", {"user_id": "user_bob", "org_id": "org_globex"})
     assert refused is not None and refused.is_error and refused.status == ""
     assert "unknown org_id" in refused.content
     assert "organization is always your own" in refused.content
-    other = toolbox.refusal(caller, "member_list", {"rolez": "admin"})
+    other = builtin.refusal(caller, "member_list", {"rolez": "admin"})
     assert other is not None and "unknown rolez" in other.content
     assert "organization" not in other.content
 
@@ -114,9 +114,9 @@ async def test_an_unknown_argument_is_refused_and_an_organization_argument_is_ex
     ],
 )
 async def test_an_invalid_argument_value_is_refused_before_anything_runs(
-    appdata: AppData, toolbox: Toolbox, name: str, arguments: Any, needle: str
+    appdata: AppData, builtin: BuiltinTools, name: str, arguments: Any, needle: str
 ) -> None:
-    refused = toolbox.refusal(await alice(appdata), name, arguments)
+    refused = builtin.refusal(await alice(appdata), name, arguments)
     assert refused is not None
     assert refused.is_error and refused.status == ""
     assert refused.content.startswith(f"Invalid arguments for {name}")
@@ -124,9 +124,9 @@ async def test_an_invalid_argument_value_is_refused_before_anything_runs(
     assert "errors.pydantic.dev" not in refused.content
 
 
-async def test_a_refused_change_is_not_applied_when_called(appdata: AppData, toolbox: Toolbox) -> None:
+async def test_a_refused_change_is_not_applied_when_called(appdata: AppData, builtin: BuiltinTools) -> None:
     caller = await alice(appdata)
-    result = await toolbox.call(caller, "member_update_role", {"email": "bob@acme.test", "role": "boss"})
+    result = await builtin.call(caller, "member_update_role", {"email": "bob@acme.test", "role": "boss"})
     assert result.is_error
     assert (await appdata.get_member("org_acme", email="bob@acme.test")).role == "member"
 
@@ -134,34 +134,34 @@ async def test_a_refused_change_is_not_applied_when_called(appdata: AppData, too
 # -------------------------------------------------------------------------------------- annotations
 
 
-async def test_each_tool_has_the_annotations_the_approval_policy_reads(toolbox: Toolbox) -> None:
+async def test_each_tool_has_the_annotations_the_approval_policy_reads(builtin: BuiltinTools) -> None:
     for name in ("organization_get", "member_list", "member_get", "invitation_list"):
-        annotations = toolbox.annotations(name)
+        annotations = builtin.annotations(name)
         assert annotations is not None and annotations.read_only_hint is True, name
     for name in ("member_update_role", "member_remove", "invitation_cancel"):
-        annotations = toolbox.annotations(name)
+        annotations = builtin.annotations(name)
         assert annotations is not None, name
         assert annotations.read_only_hint is False and annotations.destructive_hint is True, name
-    created = toolbox.annotations("invitation_create")
+    created = builtin.annotations("invitation_create")
     assert created is not None
     assert created.read_only_hint is False and created.destructive_hint is False
 
 
-async def test_an_unknown_tool_has_no_annotations(toolbox: Toolbox) -> None:
-    assert toolbox.annotations("drop_database") is None
+async def test_an_unknown_tool_has_no_annotations(builtin: BuiltinTools) -> None:
+    assert builtin.annotations("drop_database") is None
 
 
 async def test_with_the_annotations_only_changes_wait_and_only_destructive_ones_under_destructive(
-    toolbox: Toolbox,
+    builtin: BuiltinTools,
 ) -> None:
-    waits = {name: needs_approval(toolbox.annotations(name), "writes") for name in VALID}
+    waits = {name: needs_approval(builtin.annotations(name), "writes") for name in VALID}
     assert {name for name, yes in waits.items() if yes} == {
         "member_update_role",
         "member_remove",
         "invitation_create",
         "invitation_cancel",
     }
-    destructive = {name for name in VALID if needs_approval(toolbox.annotations(name), "destructive")}
+    destructive = {name for name in VALID if needs_approval(builtin.annotations(name), "destructive")}
     assert destructive == {"member_update_role", "member_remove", "invitation_cancel"}
 
 
@@ -169,76 +169,82 @@ async def test_with_the_annotations_only_changes_wait_and_only_destructive_ones_
 
 
 async def test_a_role_change_is_summarized_naming_the_person_their_role_and_the_organization(
-    appdata: AppData, toolbox: Toolbox
+    appdata: AppData, builtin: BuiltinTools
 ) -> None:
-    summary = await toolbox.summary(
+    summary = await builtin.summary(
         await alice(appdata), "member_update_role", {"email": "bob@acme.test", "role": "admin"}
     )
     assert summary == "Change the role of Bob Brown (bob@acme.test) from member to admin in Acme Inc"
 
 
 async def test_a_role_change_by_user_id_is_summarized_the_same_way(
-    appdata: AppData, toolbox: Toolbox
+    appdata: AppData, builtin: BuiltinTools
 ) -> None:
-    summary = await toolbox.summary(
+    summary = await builtin.summary(
         await alice(appdata), "member_update_role", {"user_id": "user_erin", "role": "member"}
     )
     assert summary == "Change the role of Erin Evans (erin@acme.test) from viewer to member in Acme Inc"
 
 
-async def test_a_removal_is_summarized_naming_the_person(appdata: AppData, toolbox: Toolbox) -> None:
-    summary = await toolbox.summary(await alice(appdata), "member_remove", {"user_id": "user_bob"})
+async def test_a_removal_is_summarized_naming_the_person(appdata: AppData, builtin: BuiltinTools) -> None:
+    summary = await builtin.summary(await alice(appdata), "member_remove", {"user_id": "user_bob"})
     assert summary == "Remove Bob Brown (bob@acme.test) from Acme Inc"
 
 
-async def test_a_change_to_someone_who_is_not_a_member_says_so(appdata: AppData, toolbox: Toolbox) -> None:
+async def test_a_change_to_someone_who_is_not_a_member_says_so(
+    appdata: AppData, builtin: BuiltinTools
+) -> None:
     caller = await alice(appdata)
-    removal = await toolbox.summary(caller, "member_remove", {"email": "ghost@acme.test"})
+    removal = await builtin.summary(caller, "member_remove", {"email": "ghost@acme.test"})
     assert removal == "Remove ghost@acme.test (no such member now) from Acme Inc"
-    change = await toolbox.summary(caller, "member_update_role", {"user_id": "user_carol", "role": "admin"})
+    change = await builtin.summary(caller, "member_update_role", {"user_id": "user_carol", "role": "admin"})
     # Carol is a member of Globex, not of the caller's organization.
     assert change == "Change the role of user_carol (no such member now) to admin in Acme Inc"
 
 
 async def test_an_invitation_is_summarized_with_its_address_organization_and_role(
-    appdata: AppData, toolbox: Toolbox
+    appdata: AppData, builtin: BuiltinTools
 ) -> None:
-    summary = await toolbox.summary(
+    summary = await builtin.summary(
         await alice(appdata), "invitation_create", {"email": "new@acme.test", "role": "member"}
     )
     assert summary == "Invite new@acme.test to Acme Inc as member"
 
 
 async def test_a_cancellation_by_id_is_summarized_with_the_invited_address(
-    appdata: AppData, toolbox: Toolbox
+    appdata: AppData, builtin: BuiltinTools
 ) -> None:
     caller = await alice(appdata)
-    by_id = await toolbox.summary(caller, "invitation_cancel", {"invitation_id": "inv_acme_gina"})
+    by_id = await builtin.summary(caller, "invitation_cancel", {"invitation_id": "inv_acme_gina"})
     assert by_id == "Cancel the invitation of gina@acme.test to Acme Inc"
-    by_email = await toolbox.summary(caller, "invitation_cancel", {"email": "gina@acme.test"})
+    by_email = await builtin.summary(caller, "invitation_cancel", {"email": "gina@acme.test"})
     assert by_email == by_id
 
 
-async def test_a_cancellation_of_an_unknown_invitation_says_so(appdata: AppData, toolbox: Toolbox) -> None:
-    summary = await toolbox.summary(await alice(appdata), "invitation_cancel", {"invitation_id": "inv_nope"})
+async def test_a_cancellation_of_an_unknown_invitation_says_so(
+    appdata: AppData, builtin: BuiltinTools
+) -> None:
+    summary = await builtin.summary(await alice(appdata), "invitation_cancel", {"invitation_id": "inv_nope"})
     assert summary == "Cancel the invitation of inv_nope (no such pending invitation now) to Acme Inc"
 
 
-async def test_a_summary_never_reaches_into_another_organization(appdata: AppData, toolbox: Toolbox) -> None:
+async def test_a_summary_never_reaches_into_another_organization(
+    appdata: AppData, builtin: BuiltinTools
+) -> None:
     carol = await who(appdata, "org_globex", "user_carol")
-    summary = await toolbox.summary(carol, "invitation_cancel", {"invitation_id": "inv_acme_gina"})
+    summary = await builtin.summary(carol, "invitation_cancel", {"invitation_id": "inv_acme_gina"})
     assert "gina@acme.test" not in summary
     assert summary.endswith("to Globex Corporation")
-    removal = await toolbox.summary(carol, "member_remove", {"email": "bob@acme.test"})
+    removal = await builtin.summary(carol, "member_remove", {"email": "bob@acme.test"})
     assert "Bob Brown" not in removal
 
 
 async def test_a_tool_without_its_own_summary_gets_the_generic_one(
-    appdata: AppData, toolbox: Toolbox
+    appdata: AppData, builtin: BuiltinTools
 ) -> None:
-    summary = await toolbox.summary(await alice(appdata), "member_list", {"role": "admin"})
+    summary = await builtin.summary(await alice(appdata), "member_list", {"role": "admin"})
     assert summary == "Member list\nrole: admin"
-    assert await toolbox.summary(await alice(appdata), "organization_get", {}) == "Organization get"
+    assert await builtin.summary(await alice(appdata), "organization_get", {}) == "Organization get"
 
 
 class UnreachableAppData(AppData):
@@ -251,7 +257,7 @@ class UnreachableAppData(AppData):
 async def test_a_summary_whose_data_cannot_be_read_falls_back_to_the_generic_one(
     dynamodb: Any, appdata: AppData
 ) -> None:
-    async with Toolbox(UnreachableAppData(dynamodb, APP_TABLE)) as box:
+    async with BuiltinTools(UnreachableAppData(dynamodb, APP_TABLE)) as box:
         summary = await box.summary(
             await alice(appdata), "invitation_cancel", {"invitation_id": "inv_acme_gina"}
         )

@@ -1,0 +1,1 @@
+"""Examples of host applications that plug into the chatbot."""
