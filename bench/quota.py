@@ -48,14 +48,16 @@ class CountingClient:
         return call
 
 
-def _seed_report(client: Any, app_table: str, usage_table: str, first: date) -> list[str]:
-    """An organization of 1,000 members, each active every day of the 92: the organization shard items the
-    ledger writes (tokens, requests, and each user's packed figures on their home shard)."""
+def _seed_report(client: Any, app_table: str, usage_table: str, first: date, every: int, lean: bool) -> int:
+    """An organization of 1,000 members, each active one day in `every` of the 92: the organization shard
+    items the ledger writes (tokens, requests, and each user's packed figures on their home shard). The
+    number of user figures stored."""
     from chatbot.appdata import Member, member_item, org_item
     from chatbot.seed import create_tables
     from chatbot.shards import USER_FIGURES, home, org_key, pack
 
-    create_tables(client, app_table, usage_table)
+    if not lean:  # the lean store keeps any table
+        create_tables(client, app_table, usage_table)
     org = "org_report"
     client.put_item(TableName=app_table, Item=org_item(org, "Report Inc", "2025-01-06T09:00:00Z"))
     users = [f"user_{i:04d}_{'x' * 24}" for i in range(REPORT_USERS)]  # 34 characters, like a Cognito sub
@@ -69,6 +71,8 @@ def _seed_report(client: Any, app_table: str, usage_table: str, first: date) -> 
         day = (first + timedelta(days=day_index)).isoformat()
         shards: dict[int, dict[str, Any]] = {}
         for n, user in enumerate(users):
+            if (n + day_index) % every:
+                continue
             k = home(user, REPORT_ORG_SHARDS)
             item = shards.setdefault(
                 k,
@@ -84,6 +88,7 @@ def _seed_report(client: Any, app_table: str, usage_table: str, first: date) -> 
             item["requests"] = {"N": str(int(item["requests"]["N"]) + requests)}
             item[USER_FIGURES + user] = {"N": str(pack(tokens, requests, n % 3))}
         puts += shards.values()
+    figures = sum(1 for item in puts for name in item if name.startswith(USER_FIGURES))
     for i in range(0, len(puts), 25):
         batch = puts[i : i + 25]
         table_of = lambda item: usage_table if item["pk"]["S"].startswith("org#") else app_table  # noqa: E731
@@ -91,47 +96,63 @@ def _seed_report(client: Any, app_table: str, usage_table: str, first: date) -> 
         for item in batch:
             requests.setdefault(table_of(item), []).append({"PutRequest": {"Item": item}})
         client.batch_write_item(RequestItems=requests)
-    return users
+    return figures
 
 
-def report_benchmark(runs: int = 7) -> dict[str, Any]:
-    """The 92-day report of a 1,000-user organization, timed end to end against a moto server."""
+def report_benchmark(runs: int = 3) -> list[dict[str, Any]]:
+    """The 92-day report of a 1,000-user organization, timed end to end against a moto server, with every
+    user active every day (the worst case) and with each active one day in five; and against the lean
+    in-memory DynamoDB (`bench/dynamo.py`), which shows what the endpoint itself costs."""
+
+    first = date(2025, 1, 1)
+    last = first + timedelta(days=REPORT_DAYS - 1)
+    found = []
+    for store, server in (("moto", harness.moto_server), ("lean", harness.lean_dynamodb)):
+        found += _report_runs(store, server, runs, first, last)
+    return found
+
+
+def _report_runs(store: str, server: Any, runs: int, first: date, last: date) -> list[dict[str, Any]]:
     from chatbot.appdata import AppData
     from chatbot.permissions import Caller
     from chatbot.quota import QuotaLedger
     from chatbot.report import Range, organization_report
     from chatbot.shards import Layouts
 
-    first = date(2025, 1, 1)
-    last = first + timedelta(days=REPORT_DAYS - 1)
-    rid = harness.run_id()
-    with harness.moto_server() as url:
-        client = boto3.client("dynamodb", endpoint_url=url, region_name="us-east-1")
-        app_table, usage_table = f"AppData-report-{rid}", f"ChatbotUsage-report-{rid}"
-        _seed_report(client, app_table, usage_table, first)
-        counting = CountingClient(client)
-        layouts = Layouts.parse(f"2024-01-01:1/{REPORT_ORG_SHARDS}")
-        ledger = QuotaLedger(
-            counting, usage_table, {"user": 1, "organization": 1, "global": 1}, layouts=layouts
-        )
-        appdata = AppData(counting, app_table)
-        caller = Caller("user_0000", "org_report", "admin", org_name="Report Inc")
-        seconds: list[float] = []
-        body: dict[str, Any] = {}
-        for _ in range(runs):
-            counting.calls.clear()
-            started = time.perf_counter()
-            body = asyncio.run(organization_report(ledger, appdata, caller, Range(first, last)))
-            seconds.append(time.perf_counter() - started)
-        sizes = [len(str(item)) for item in client.scan(TableName=usage_table, Limit=8)["Items"]]
-    return {
-        "users": len(body["users"]),
-        "days": len(body["days"]),
-        "org_shards": REPORT_ORG_SHARDS,
-        "seconds": seconds,
-        "calls": dict(counting.calls),
-        "item_chars": max(sizes) if sizes else 0,
-    }
+    found = []
+    with server() as url:
+        for every in (1, 5):
+            rid = harness.run_id()
+            client = boto3.client("dynamodb", endpoint_url=url, region_name="us-east-1")
+            app_table, usage_table = f"AppData-report-{rid}", f"ChatbotUsage-report-{rid}"
+            figures = _seed_report(client, app_table, usage_table, first, every, store == "lean")
+            counting = CountingClient(client)
+            layouts = Layouts.parse(f"2024-01-01:1/{REPORT_ORG_SHARDS}")
+            ledger = QuotaLedger(
+                counting, usage_table, {"user": 1, "organization": 1, "global": 1}, layouts=layouts
+            )
+            appdata = AppData(counting, app_table)
+            caller = Caller("user_0000", "org_report", "admin", org_name="Report Inc")
+            seconds: list[float] = []
+            body: dict[str, Any] = {}
+            for _ in range(1 if every == 1 and store == "moto" else runs):  # moto's worst case is long: once
+                counting.calls.clear()
+                started = time.perf_counter()
+                body = asyncio.run(organization_report(ledger, appdata, caller, Range(first, last)))
+                seconds.append(time.perf_counter() - started)
+            found.append(
+                {
+                    "store": store,
+                    "active_every": every,
+                    "figures": figures,
+                    "users": len(body["users"]),
+                    "days": len(body["days"]),
+                    "org_shards": REPORT_ORG_SHARDS,
+                    "seconds": seconds,
+                    "calls": dict(counting.calls),
+                }
+            )
+    return found
 
 
 # ------------------------------------------------------------------------------------------ simulation
@@ -197,7 +218,7 @@ def run(quick: bool) -> dict[str, Any]:
     # Fake credentials for the local moto server; nothing here talks to AWS.
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         os.environ.setdefault(key, "bench")
-    return {"report": report_benchmark(3 if quick else 7), "simulation": simulate(quick)}
+    return {"report": report_benchmark(2 if quick else 3), "simulation": simulate(quick)}
 
 
 # ------------------------------------------------------------------------------------------ rendering
@@ -234,21 +255,35 @@ def plot(results: dict[str, Any], out: Path) -> None:
 
 
 def render(results: dict[str, Any]) -> str:
-    report = results["report"]
     sim = results["simulation"]
     rows = sim["rows"]
     lines = ["## 6. Quotas: the usage report, and the ledger at scale (simulated)\n"]
     add = lines.append
-    seconds = sorted(report["seconds"])
-    calls = ", ".join(f"{n} `{op}`" for op, n in sorted(report["calls"].items()))
     add(
-        f"**Usage report** (`GET /api/chatbot/usage/report` minus HTTP: `report.organization_report`), measured "
-        f"against a moto server: {report['days']} days of an organization of {report['users']:,} users, every "
-        f"user active every day, {report['org_shards']} organization shards (so {report['days'] * report['org_shards']} "
-        f"shard items of about {report['item_chars'] // 1000} kB each). Median **{1000 * statistics.median(seconds):.0f} ms**, "
-        f"slowest {1000 * seconds[-1]:.0f} ms over {len(seconds)} runs, target < 1 s. DynamoDB calls per report: "
-        f"{calls} — ceil(shards x days / 100) batched reads sent together, and the member list (a query of the "
-        "organization's partition, a page per 1 MB) for the names; no scan.\n"
+        "**Usage report** (`report.organization_report`: the endpoint minus HTTP), measured against a moto "
+        f"server: {REPORT_DAYS} days of an organization of 1,000 users, {REPORT_ORG_SHARDS} organization shards "
+        f"({REPORT_DAYS * REPORT_ORG_SHARDS} shard items), target < 1 s.\n"
+    )
+    add(
+        "| store | users active | user-day figures stored | users in the report | DynamoDB calls | median | slowest |"
+    )
+    add("| --- | --- | ---: | ---: | --- | ---: | ---: |")
+    for case in results["report"]:
+        seconds = sorted(case["seconds"])
+        calls = ", ".join(f"{n} `{op}`" for op, n in sorted(case["calls"].items()))
+        active = "every day" if case["active_every"] == 1 else f"one day in {case['active_every']}"
+        add(
+            f"| {case.get('store', 'moto')} | {active} | {case['figures']:,} | {case['users']:,} | {calls} | "
+            f"{1000 * statistics.median(seconds):,.0f} ms | {1000 * seconds[-1]:,.0f} ms |"
+        )
+    add(
+        "\nThe calls are fixed: ceil(shards x days / 100) `BatchGetItem` calls sent together, and the member "
+        "list (a query of the organization's partition, a page per 1 MB) for the names; no scan. The time is "
+        "moto's: its response serializer spends a fraction of a millisecond on each attribute it returns "
+        "(profiled: about 0.5 ms per `u:` figure on this loaded machine), so it grows with the user-day "
+        "figures read, not with the calls. The lean store (`bench/dynamo.py`: the same protocol over HTTP, "
+        "answering at once) shows what the endpoint itself costs (botocore reading the responses, the sums). "
+        "DynamoDB returns those 8 responses (up to 16 MB each) in tens of milliseconds.\n"
     )
     add(
         "**Simulation** (`bench/simulation.py`): **simulated, not measured on AWS.** The real `Meter` and ledger "
@@ -293,18 +328,28 @@ def render(results: dict[str, Any]) -> str:
     )
     add("![ledger simulation](bench/quota-simulation.png)\n")
     add("**A tier running out** (limits spent within the run):\n")
-    add("| design | chats/s | limits | completed | refused (true) | false 429 | 503 | over a limit |")
-    add("| --- | ---: | --- | ---: | ---: | ---: | ---: | --- |")
+    add(
+        "| design | chats/s | shards | limits | completed | refused: spent / shards' slack / false | 503 | "
+        "highest fill | over a limit |"
+    )
+    add("| --- | ---: | --- | --- | ---: | --- | ---: | --- | --- |")
     for r in sim["exhaustion"]:
         limits = ", ".join(f"{k} {v:,}" for k, v in r["limits"].items() if v < 10**9)
+        fill = ", ".join(
+            f"{k.replace('org#o0', 'large org')} {100 * v:.2f} %" for k, v in r["peak_fill"].items()
+        )
         add(
-            f"| {r['design']} | {r['rate']:g} | {limits} | {r['completed']:,} | {r['true_refusals']:,} | "
-            f"{r['false_refusals']} | {r['unavailable']} | {'never' if not r['over_limit'] else '**over**'} |"
+            f"| {r['design']} | {r['rate']:g} | {r['shards']} | {limits} | {r['completed']:,} | "
+            f"{r['true_refusals']:,} / {r.get('slack_refusals', 0):,} / {r['false_refusals']} | {r['unavailable']} | "
+            f"{fill} | {'never' if not r['over_limit'] else '**over**'} |"
         )
     add(
-        "\nA refusal counts as false when, at that moment, every tier's total still had room for the call's "
-        "input and a useful answer. Near exhaustion a sharded tier can refuse while the sum still has a few "
-        "reservations' worth spread thinly over its shards (no one shard fits a call): that is the price of "
-        "the shards, at most about one reservation per shard.\n"
+        "\nA refusal is judged by the ledger's own reading of the refused tier, summed over its shards: *spent* "
+        "when the sum had no room for the call's input and a useful answer; *shards' slack* when the sum had "
+        "room but no single shard did, and the room was under one full reservation per shard (a sharded "
+        "tier's usable total is its limit minus at most that much); *false* beyond that. Once a tier is "
+        "spent, settles keep handing back a few thousand tokens here and there, so refusals after that point "
+        "fall in the slack; the highest fill shows how close to the limit the tier got. Earlier runs and the "
+        "scale table count any refusal as false (their limits are never reached).\n"
     )
     return "\n".join(lines) + "\n"

@@ -350,7 +350,7 @@ def target_summary(runs: dict[str, dict[str, Any]]) -> str:
         ),
         (
             "Usage writes",
-            "one write per tier per model call (was one 3-item transaction: the same write units)",
+            "one write per tier per model call (was one 3-item transaction of 6 write units)",
             f"{usage_writes(k0):g} writes for 1 call, "
             f"{usage_writes(k3):g} for {k3['model_calls']:g} (three per call + three for the last settle); "
             f"{usage_write_units(k3):g} write units",
@@ -647,12 +647,12 @@ def render(runs: dict[str, dict[str, Any]]) -> str:
             f"{row['cache_read_input_tokens']} | {row['output_tokens']} |"
         )
     add("")
-    add(CHANGES)
     quota_results = DOC.parent / "bench" / "quota.json"
     if quota_results.exists():
         from bench import quota
 
         add(quota.render(json.loads(quota_results.read_text())))
+    add(CHANGES)
     return "\n".join(lines) + "\n"
 
 

@@ -269,6 +269,8 @@ class Result:
     completed: int = 0
     false_refusals: int = 0
     true_refusals: int = 0
+    slack_refusals: int = 0
+    peak_fill: dict[str, float] = field(default_factory=dict)  # a tier's highest total / its limit
     unavailable: int = 0
     reservation_latencies: list[float] = field(default_factory=list)
     peak_over: dict[str, int] = field(default_factory=dict)  # a tier's highest total above its limit
@@ -287,6 +289,8 @@ class Result:
             "false_refusals": self.false_refusals,
             "unavailable": self.unavailable,
             "true_refusals": self.true_refusals,
+            "slack_refusals": self.slack_refusals,
+            "peak_fill": self.peak_fill,
             "conflicts": self.stats.conflicts,
             "throttles": self.stats.throttles,
             "p50_ms": 1000 * quantile(0.5),
@@ -343,18 +347,12 @@ async def _run(scenario: Scenario) -> Result:
             if tier == "global"
             else limits["organization" if tier.startswith("org#") else "user"]
         )
+        if tier in ("global", "org#o0"):
+            result.peak_fill[tier] = max(result.peak_fill.get(tier, 0.0), totals[tier] / limit)
         if totals[tier] > limit:
             result.peak_over[tier] = max(result.peak_over.get(tier, 0), totals[tier] - limit)
 
     store.on_write = watch
-
-    def room_left(user: str, org: str, needed: int) -> bool:
-        """Whether every tier had room for `needed` at this moment (then a refusal was false)."""
-        return (
-            limits["user"] - totals["user#" + user] >= needed
-            and limits["organization"] - totals["org#" + org] >= needed
-            and limits["global"] - totals["global"] >= needed
-        )
 
     async def chat(user: str, org: str) -> None:
         meter = Meter(ledger, user, org)
@@ -372,11 +370,22 @@ async def _run(scenario: Scenario) -> Result:
                 if call + 1 < scenario.calls_per_chat:
                     meter.tool_ran()
             result.completed += 1
-        except LimitExceeded:
-            if room_left(user, org, TOKENS_PER_CALL[call] + MIN_USEFUL_OUTPUT):
-                result.false_refusals += 1
-            else:
+        except LimitExceeded as refusal:
+            # Judged by the ledger's own reading of the tier, summed over its shards (the store's totals a
+            # moment later are no judge: the refusal gives tokens back, and others settle meanwhile). Room for
+            # the call in the sum but in no one shard is the shards' slack while it is under one reservation
+            # per shard; beyond that the refusal is false.
+            room = refusal.limit - refusal.used
+            needed = TOKENS_PER_CALL[call] + MIN_USEFUL_OUTPUT
+            shards = {"global": scenario.global_shards, "organization": scenario.org_shards}.get(
+                refusal.tier, 1
+            )
+            if room < needed:
                 result.true_refusals += 1
+            elif room < shards * (TOKENS_PER_CALL[call] + MAX_TOKENS):
+                result.slack_refusals += 1
+            else:
+                result.false_refusals += 1
         except Unavailable:
             result.unavailable += 1
         finally:
