@@ -69,7 +69,9 @@ reference-servers: $(EVERYTHING)/node_modules/.package-lock.json
 
 test-py: $(VENV)/.synced frontend better-auth conformance reference-servers
 	@scripts/ensure-chromium
-	$(VENV)/bin/pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n 2 --dist loadfile -m 'not serial' $(PYTEST_ARGS)
+	@# Load tests measure the app under load: they get the machine to themselves.
+	$(VENV)/bin/pytest -m serial $(PYTEST_ARGS)
 
 test: lint test-js test-py ## Run every check and test (lint, types, JS unit tests, pytest incl. browser)
 

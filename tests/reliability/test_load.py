@@ -22,6 +22,9 @@ from tests.e2e.sse import frames
 from tests.fakes.anthropic_api import FakeAnthropic, Reply
 from tests.reliability.support import RedisProcess, free_port, seed_members
 
+# Hundreds of streams at once: run alone, so another test's CPU does not turn slow connects into 503s.
+pytestmark = pytest.mark.serial
+
 MB = 1024 * 1024
 ROOT = Path(__file__).resolve().parents[2]
 
