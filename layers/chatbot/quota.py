@@ -265,6 +265,10 @@ class QuotaLedger:
         `settle` is still recorded first), `Unavailable` when the table cannot be reached (the holds of this
         call are then given back as far as possible; the `settle` may be sent again, it applies once).
         """
+        # Longer than the rest on purpose: one loop of rounds (write the tiers not held yet; on a refusal
+        # read every counter once and move to the roomiest shards) whose state (held, targets, room left,
+        # settles still pending) is shared by every step; split up, each piece would take and return all of
+        # it. The simulation (bench/simulation.py) and tests/chatbot/test_quota.py exercise every branch.
         if estimated_input < 0 or max_tokens < 1:
             raise ValueError("estimated_input must be >= 0 and max_tokens >= 1")
         now = self._clock()
