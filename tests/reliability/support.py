@@ -296,6 +296,23 @@ def stored_tier(endpoint: str, table: str, pk: str) -> dict[str, int]:
     return total
 
 
+def tier_tokens(endpoint: str, table: str, pk: str, most_shards: int = 64) -> int:
+    """Today's `tokens` of one tier summed over its shards, in one `BatchGetItem` reading only `tokens` (cheap
+    enough to sample every few milliseconds while the store serves a race; a scan is not)."""
+    from datetime import UTC, datetime
+
+    client = boto3.client("dynamodb", region_name="us-east-1", endpoint_url=endpoint)
+    day = datetime.now(UTC).date().isoformat()
+    keys = [{"pk": {"S": key}, "sk": {"S": day}} for key in [pk, *(f"{pk}#{k}" for k in range(most_shards))]]
+    response = client.batch_get_item(
+        RequestItems={
+            table: {"Keys": keys, "ProjectionExpression": "#t", "ExpressionAttributeNames": {"#t": "tokens"}}
+        }
+    )
+    assert not response.get("UnprocessedKeys"), "the sample must read every shard"
+    return sum(int(item["tokens"]["N"]) for item in response["Responses"][table] if "tokens" in item)
+
+
 def counted(usage_event: dict[str, Any]) -> int:
     """What the quotas count for one `usage` event."""
     return int(

@@ -23,6 +23,7 @@ from tests.reliability.support import (
     seed_members,
     stored_tier,
     stored_usage,
+    tier_tokens,
 )
 
 ORG_LIMIT = 60_000
@@ -54,10 +55,10 @@ async def race_for_the_org_limit(
 
     async def sample() -> None:
         while not done.is_set():
-            item = await asyncio.to_thread(
-                stored_tier, dynamodb.endpoint, settings.chatbot_usage_table, "org#org_acme"
+            tokens = await asyncio.to_thread(
+                tier_tokens, dynamodb.endpoint, settings.chatbot_usage_table, "org#org_acme"
             )
-            samples.append(item.get("tokens", 0))
+            samples.append(tokens)
             await asyncio.sleep(0.02)
 
     sampler = asyncio.create_task(sample())
