@@ -284,7 +284,9 @@ class QuotaLedger:
         left = {tier: self.share(keys, tier, pk) for tier, pk in targets.items()}
         used: dict[str, int] = {}
         for _ in range(MAX_CONDITION_ROUNDS):
-            room = min(left[t] for t in TIERS if t not in held)
+            # A tier held in an earlier round holds only that round's amount: the call may never grow past
+            # it, or its settle would take that shard past its share.
+            room = min([left[t] for t in TIERS if t not in held] + [h.amount for h in held.values()])
             fits = min(max_tokens, room - estimated_input)
             if fits < min(MIN_USEFUL_OUTPUT, max_tokens):
                 break

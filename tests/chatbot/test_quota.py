@@ -740,6 +740,67 @@ async def test_a_full_shard_is_not_a_refusal_while_another_shard_has_room(
     assert (refused.value.tier, refused.value.used) == ("global", 36_000)
 
 
+class InterferingClient(SerializedClient):
+    """Plays other requests between this one's calls: before the first write to `pk` made after the first
+    read, another request takes `taken` tokens there; before the second read, it gives them back."""
+
+    def __init__(self, client: Any, pk: str, taken: int) -> None:
+        super().__init__(client)
+        self.pk, self.taken, self.reads, self.interfered = pk, taken, 0, False
+
+    def _add(self, tokens: int) -> None:
+        self._client.update_item(
+            TableName=TABLE,
+            Key={"pk": {"S": self.pk}, "sk": {"S": "2025-06-01"}},
+            UpdateExpression="ADD tokens :t",
+            ExpressionAttributeValues={":t": {"N": str(tokens)}},
+        )
+
+    def update_item(self, **kwargs: Any) -> Any:
+        with self._lock:
+            if kwargs["Key"]["pk"]["S"] == self.pk and self.reads == 1 and not self.interfered:
+                self.interfered = True
+                self._add(self.taken)
+            return self._client.update_item(**kwargs)
+
+    def batch_get_item(self, **kwargs: Any) -> Any:
+        with self._lock:
+            self.reads += 1
+            if self.reads == 2 and self.interfered:
+                self._add(-self.taken)
+            return self._client.batch_get_item(**kwargs)
+
+
+async def test_a_call_never_gets_more_output_than_every_tier_it_holds_has_room_for(
+    dynamodb: Any, clock: Clock
+) -> None:
+    """Found by the sharded race in CI: a tier held in a round when little fitted kept that small hold,
+    while a later round, with more room on the remaining tier, let the call grow; its settle then took
+    the held shard past its share."""
+    user, org = ids()
+    client = InterferingClient(dynamodb, "global#3", taken=2500)
+    quotas = sharded(client, clock, seed=1, organization=30_000, **{"global": 40_000})
+    home_pk = f"org#{org}#{home(user, 3)}"
+    full = {f"org#{org}#{i}": 10_000 for i in range(3)} | {f"global#{i}": 10_000 for i in range(4)}
+    # Only 1,000 left on the user's home organization shard; only 3,000 on global shard 3.
+    for pk, value in (full | {home_pk: 9_000, "global#3": 7_000}).items():
+        dynamodb.put_item(
+            TableName=TABLE, Item={"pk": {"S": pk}, "sk": {"S": "2025-06-01"}, "tokens": {"N": str(value)}}
+        )
+
+    # Round 1: the user's item is held (2,000); the organization and global shards refuse. Round 2: 1,000
+    # fits, the organization shard is held at that, and another request takes global shard 3 first. Round
+    # 3: that request gave it back, and 2,000 would fit on the global tier alone.
+    reservation = await quotas.reserve(user, org, estimated_input=500, max_tokens=1500, first=True)
+    assert client.interfered
+
+    assert all(hold.amount >= reservation.amount for hold in reservation.holds)
+    assert reservation.max_tokens == 500
+    await quotas.settle(reservation, Usage(500, reservation.max_tokens))
+    assert tokens(dynamodb, home_pk) <= 10_000
+    assert tokens(dynamodb, "global#3") <= 10_000
+
+
 async def test_a_request_stays_on_its_shards_so_each_call_writes_each_tier_once(
     dynamodb: Any, clock: Clock
 ) -> None:
