@@ -18,7 +18,8 @@ from typing import Any, TypeVar
 
 import anyio.to_thread
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, Request, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, Request, expect, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.e2e.conftest import LiveServer
 
@@ -33,6 +34,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 T = TypeVar("T")
+WAIT_MS = 30_000
+"""The bound of every browser wait: generous, since CI's two cores also run the other pytest worker (a
+page that signs in and opens in 2-4 s here once took over 10 s there); a passing wait returns at once."""
 FRONTEND = Path(__file__).resolve().parents[3] / "frontend"
 DOCS = Path(__file__).resolve().parents[3] / "docs"
 
@@ -107,13 +111,19 @@ def new_context(browser: Browser) -> Iterator[Callable[..., BrowserContext]]:
     def make(**options: Any) -> BrowserContext:
         values: dict[str, Any] = {"viewport": {"width": 1280, "height": 800}, "locale": "en-US", **options}
         context = browser.new_context(**values)
-        context.set_default_timeout(10_000)
+        context.set_default_timeout(WAIT_MS)
         contexts.append(context)
         return context
 
     yield make
     for context in contexts:
         context.close()
+
+
+SIGNED_IN = "() => document.querySelector('chatbot-sheet')?.getToken"
+"""True once the demo page has signed in (it hands the sheet its token source)."""
+
+expect.set_options(timeout=WAIT_MS)
 
 
 class ChatPage:
@@ -125,7 +135,9 @@ class ChatPage:
         self.errors: list[str] = []
         # The body of every `POST /api/chatbot/message` this page sent, reloads included.
         self.posts: list[dict[str, Any]] = []
+        self.console: list[str] = []
         page.on("pageerror", lambda error: self.errors.append(str(error)))
+        page.on("console", lambda message: self.console.append(f"{message.type}: {message.text}"))
         page.on("request", self._record_post)
 
     def _record_post(self, request: Request) -> None:
@@ -136,26 +148,42 @@ class ChatPage:
 
     def goto(self, user: str = "user_alice", base_url: str | None = None) -> ChatPage:
         self.page.goto(f"{base_url or self.server.base_url}/?user={user}")
-        # The demo page has signed in once the sheet greets the user by name.
-        self.page.wait_for_function("() => document.querySelector('chatbot-sheet')?.getToken")
+        self.until(SIGNED_IN, "the demo page signed in")
         return self
 
     def reload(self) -> ChatPage:
         """Reload the page (the tab's sessionStorage stays) and wait until the demo page has signed in."""
         self.page.reload()
-        self.page.wait_for_function("() => document.querySelector('chatbot-sheet')?.getToken")
+        self.until(SIGNED_IN, "the demo page signed in again")
         return self
+
+    def until(self, script: str, what: str, state: str = "() => null") -> None:
+        """Wait until `script` is true; a timeout says what did not happen and what the page showed then
+        (its errors, its console, and `state` evaluated in it)."""
+        try:
+            self.page.wait_for_function(script)
+        except PlaywrightTimeout as timeout:
+            seen = self.page.evaluate(state)
+            raise AssertionError(
+                f"not within {WAIT_MS} ms: {what}; state {seen}; errors {self.errors}; console {self.console[-20:]}"
+            ) from timeout
 
     def open(self) -> ChatPage:
         self.page.get_by_role("button", name="Open chat").click()
         self.page.get_by_role("dialog").wait_for(state="visible")
         # Settled: the slide-in has ended at the right edge of the viewport.
-        self.page.wait_for_function(
+        self.until(
             """() => {
               const sheet = document.querySelector('chatbot-sheet').shadowRoot.querySelector('.cb-sheet');
               return sheet.getAnimations().length === 0
                 && Math.abs(sheet.getBoundingClientRect().right - window.innerWidth) < 0.5;
-            }"""
+            }""",
+            "the sheet slid in to the right edge",
+            """() => {
+              const sheet = document.querySelector('chatbot-sheet').shadowRoot.querySelector('.cb-sheet');
+              return {animations: sheet.getAnimations().length, right: sheet.getBoundingClientRect().right,
+                      innerWidth: window.innerWidth};
+            }""",
         )
         return self
 
