@@ -104,8 +104,8 @@ class LiveServer:
         payload = {"sub": user_id, "org_id": org_id, "exp": int(time.time()) + 600, **claims}
         return jwt.encode(payload, SECRET, algorithm="HS256")
 
-    def client(self, **kwargs: Any) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.base_url, timeout=httpx.Timeout(30.0), **kwargs)
+    def client(self, timeout: float = 30.0, **kwargs: Any) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.base_url, timeout=httpx.Timeout(timeout), **kwargs)
 
     def auth(
         self, token: str | None = None, user: str = "user_alice", org: str = "org_acme"
@@ -135,12 +135,13 @@ class LiveServer:
         org: str = "org_acme",
         history: list[dict[str, str]] | None = None,
         json_body: Any = None,
+        io_timeout: float = 30.0,
     ) -> Stream:
-        """POST a message and read the whole answer."""
+        """POST a message and read the whole answer (`io_timeout` bounds each connect, read and write)."""
         body = json_body if json_body is not None else {"message": text, "history": history or []}
         headers = {"authorization": f"Bearer {token or self.token(user, org)}"}
         async with (
-            self.client() as client,
+            self.client(io_timeout) as client,
             client.stream("POST", "/api/chatbot/message", json=body, headers=headers) as r,
         ):
             return await read_stream(r)

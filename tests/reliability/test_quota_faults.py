@@ -27,6 +27,11 @@ from tests.reliability.support import (
 )
 
 ORG_LIMIT = 60_000
+RACE_TIMEOUT = 120.0
+"""Each request's bound in the races. The test store answers one DynamoDB call at a time (moto is not
+atomic), ~7 ms each, and nearly all of a race's time is spent queued there: with 80 users at once a request
+took up to ~20 s end to end on an idle machine (median 6 s, measured), which says nothing of the app. The
+default 30 s between bytes was once too little in a soak run (httpx ReadTimeout)."""
 
 
 def responder(request: dict[str, Any]) -> Reply:
@@ -51,7 +56,9 @@ async def race_for_the_org_limit(
     async def user_loop(index: int, user: str) -> None:
         for turn in range(rounds):
             text = f"question {turn}" + (" tool" if index % 2 else "")
-            streams[user].append(await server.message(text, token=server.token(user)))
+            streams[user].append(
+                await server.message(text, token=server.token(user), io_timeout=RACE_TIMEOUT)
+            )
 
     async def sample() -> None:
         while not done.is_set():
