@@ -4,6 +4,8 @@
 
 export const MAX_DAYS = 92;
 export const DEFAULT_DAYS = 30;
+/** How far back the server keeps an organization's usage, today included (older ranges are refused). */
+export const KEPT_DAYS = 100;
 const DAY_MS = 86_400_000;
 const ISO_DATE = /^\d{4}-\d{2}-\d{2}$/;
 
@@ -16,20 +18,29 @@ function dayMs(date) {
 
 const isoDay = (ms) => new Date(ms).toISOString().slice(0, 10);
 
+const utcToday = (now) => Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate());
+
 /** The range shown first: the last `DEFAULT_DAYS` UTC days up to today (the ledger's days are UTC). */
 export function defaultRange(now = new Date()) {
-  const today = Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate());
+  const today = utcToday(now);
   return { from: isoDay(today - (DEFAULT_DAYS - 1) * DAY_MS), to: isoDay(today) };
 }
 
+/** The oldest day the server still keeps, `YYYY-MM-DD`. */
+export function earliestDay(now = new Date()) {
+  return isoDay(utcToday(now) - (KEPT_DAYS - 1) * DAY_MS);
+}
+
 /** Why `from`–`to` cannot be asked for (the server's own rules), or null when it can. */
-export function rangeProblem(from, to) {
+export function rangeProblem(from, to, now = new Date()) {
   const start = dayMs(from);
   const end = dayMs(to);
   if (Number.isNaN(start)) return "Choose a start date.";
   if (Number.isNaN(end)) return "Choose an end date.";
   if (end < start) return "The start date must be on or before the end date.";
   if ((end - start) / DAY_MS + 1 > MAX_DAYS) return `Choose at most ${MAX_DAYS} days.`;
+  const earliest = earliestDay(now);
+  if (start < dayMs(earliest)) return `Usage is kept ${KEPT_DAYS} days: choose a start on or after ${earliest}.`;
   return null;
 }
 

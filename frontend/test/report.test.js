@@ -2,7 +2,15 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ApiError } from "../src/api.js";
 import { UsageReportController } from "../src/controllers/usage-report.js";
-import { bars, chartSummary, datesBetween, defaultRange, rangeProblem, reportView } from "../src/report.js";
+import {
+  bars,
+  chartSummary,
+  datesBetween,
+  defaultRange,
+  earliestDay,
+  rangeProblem,
+  reportView,
+} from "../src/report.js";
 
 const REPORT = {
   organization: { id: "org_acme", name: "Acme Inc" },
@@ -73,12 +81,17 @@ describe("usage report", () => {
   });
 
   it("refuses the ranges the server refuses, before asking it", () => {
-    assert.equal(rangeProblem("2026-03-02", "2026-03-01"), "The start date must be on or before the end date.");
-    assert.equal(rangeProblem("2026-01-01", "2026-04-03"), "Choose at most 92 days.");
-    assert.equal(rangeProblem("2026-01-01", "2026-04-02"), null); // 92 days, both ends counted
-    assert.equal(rangeProblem("", "2026-03-01"), "Choose a start date.");
-    assert.equal(rangeProblem("2026-02-30", "2026-03-01"), "Choose a start date.");
-    assert.equal(rangeProblem("2026-03-01", "soon"), "Choose an end date.");
+    const now = new Date("2026-04-10T23:30:00Z");
+    const problem = (from, to) => rangeProblem(from, to, now);
+    assert.equal(problem("2026-03-02", "2026-03-01"), "The start date must be on or before the end date.");
+    assert.equal(problem("2026-01-01", "2026-04-03"), "Choose at most 92 days.");
+    assert.equal(problem("2026-01-01", "2026-04-02"), null); // 92 days, both ends counted
+    assert.equal(problem("", "2026-03-01"), "Choose a start date.");
+    assert.equal(problem("2026-02-30", "2026-03-01"), "Choose a start date.");
+    assert.equal(problem("2026-03-01", "soon"), "Choose an end date.");
+    // Kept 100 days, today included: 2026-01-01 is the oldest day on 2026-04-10.
+    assert.equal(earliestDay(now), "2026-01-01");
+    assert.equal(problem("2025-12-31", "2026-01-31"), "Usage is kept 100 days: choose a start on or after 2026-01-01.");
     assert.equal(datesBetween("2026-01-01", "2026-04-02").length, 92);
   });
 
@@ -88,10 +101,12 @@ describe("usage report", () => {
 });
 
 describe("usage report controller", () => {
+  const now = () => new Date("2026-03-02T12:00:00Z");
+
   it("loads the range asked for, and keeps it", async () => {
     const seen = [];
     const api = fakeApi();
-    const usage = new UsageReportController({ api: () => api, onChange: (s) => seen.push(s), now: () => new Date("2026-03-02T12:00:00Z") });
+    const usage = new UsageReportController({ api: () => api, onChange: (s) => seen.push(s), now });
     await usage.load("2026-02-27", "2026-03-02");
     assert.deepEqual(api.asked, [{ from: "2026-02-27", to: "2026-03-02" }]);
     assert.equal(usage.state.view.users[0].name, "Alice Anders");
@@ -103,7 +118,7 @@ describe("usage report controller", () => {
 
   it("explains a bad range without asking the server, and shows the server's own reason for a 400", async () => {
     const api = { asked: [], usageReport: async (range) => { api.asked.push(range); throw new ApiError(400, { error: "invalid_request", message: "to: at most 92 days after from." }); } };
-    const usage = new UsageReportController({ api: () => api });
+    const usage = new UsageReportController({ api: () => api, now });
     await usage.load("2026-03-02", "2026-03-01");
     assert.equal(usage.state.problem, "The start date must be on or before the end date.");
     assert.equal(api.asked.length, 0);
@@ -113,11 +128,11 @@ describe("usage report controller", () => {
   });
 
   it("says the report is not for the caller on a 403, and offers to try again when offline", async () => {
-    const forbidden = new UsageReportController({ api: () => ({ usageReport: async () => { throw new ApiError(403, { error: "forbidden" }); } }) });
+    const forbidden = new UsageReportController({ api: () => ({ usageReport: async () => { throw new ApiError(403, { error: "forbidden" }); } }), now });
     await forbidden.load("2026-03-01", "2026-03-02");
     assert.equal(forbidden.state.forbidden, true);
     assert.equal(forbidden.state.error, null);
-    const offline = new UsageReportController({ api: () => ({ usageReport: async () => { throw new TypeError("Failed to fetch"); } }) });
+    const offline = new UsageReportController({ api: () => ({ usageReport: async () => { throw new TypeError("Failed to fetch"); } }), now });
     await offline.load("2026-03-01", "2026-03-02");
     assert.equal(offline.state.forbidden, false);
     assert.equal(offline.state.error.message, "Failed to fetch");
@@ -127,7 +142,7 @@ describe("usage report controller", () => {
     let release;
     const slow = new Promise((resolve) => (release = resolve));
     const answers = [slow, Promise.resolve({ ...REPORT, from: "2026-03-01", to: "2026-03-02", days: [] })];
-    const usage = new UsageReportController({ api: () => ({ usageReport: () => answers.shift() }) });
+    const usage = new UsageReportController({ api: () => ({ usageReport: () => answers.shift() }), now });
     const first = usage.load("2026-02-27", "2026-03-02");
     await usage.load("2026-03-01", "2026-03-02");
     release(REPORT);

@@ -56,7 +56,13 @@ from .usage import Usage
 logger = logging.getLogger(__name__)
 
 EXPIRY_DAYS = 7
-"""Days after its date at which a usage item expires (DynamoDB TTL)."""
+"""Days after its date at which a user or global usage item expires (DynamoDB TTL): they serve that day's
+limits and its `GET /api/chatbot/usage` only."""
+
+ORGANIZATION_KEPT_DAYS = 100
+"""Days after its date at which an organization shard expires. The usage report reads them (its users'
+figures live there) and reaches back this far, today included: a full 92-day report ending any day of the
+last week still has its first day."""
 
 MAX_CONDITION_ROUNDS = 12
 """Reserve rounds that may find no room on the shards tried (others took it) before the request is refused."""
@@ -532,9 +538,8 @@ class QuotaLedger:
         )
 
     def _update(self, write: _Write, writer: str, now: datetime) -> dict[str, Any]:
-        expires = datetime.combine(
-            date.fromisoformat(write.day) + timedelta(days=EXPIRY_DAYS), time(0), tzinfo=UTC
-        )
+        kept = ORGANIZATION_KEPT_DAYS if write.tier == "organization" else EXPIRY_DAYS
+        expires = datetime.combine(date.fromisoformat(write.day) + timedelta(days=kept), time(0), tzinfo=UTC)
         names = {"#t": "tokens", "#u": "updated_at", "#e": "expires_at", "#m": writer}
         values: dict[str, Any] = {
             ":t": {"N": str(write.tokens)},

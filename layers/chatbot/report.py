@@ -12,7 +12,7 @@ from typing import Any
 from .appdata import AppData
 from .errors import InvalidRequest
 from .permissions import Caller
-from .quota import QuotaLedger
+from .quota import ORGANIZATION_KEPT_DAYS, QuotaLedger
 
 MAX_DAYS = 92
 """The longest range a report covers, both ends included."""
@@ -41,13 +41,20 @@ def _date(name: str, raw: str) -> date:
 
 
 def parse_range(query: dict[str, str], today: date) -> Range:
-    """`from` and `to` of the query (400 naming the field when malformed, reversed or too long)."""
+    """`from` and `to` of the query (400 naming the field when malformed, reversed, too long, or reaching
+    back before the oldest day the ledger keeps)."""
     last = _date("to", query["to"]) if "to" in query else today
     first = _date("from", query["from"]) if "from" in query else last - timedelta(days=DEFAULT_DAYS - 1)
     if first > last:
         raise InvalidRequest("from: must not be after to.")
     if (last - first).days + 1 > MAX_DAYS:
         raise InvalidRequest(f"from: the range is at most {MAX_DAYS} days, both ends included.")
+    # Older days have expired (or soon will): refused, rather than shown as days nobody used it.
+    earliest = today - timedelta(days=ORGANIZATION_KEPT_DAYS - 1)
+    if first < earliest:
+        raise InvalidRequest(
+            f"from: usage is kept {ORGANIZATION_KEPT_DAYS} days; the earliest day is {earliest.isoformat()}."
+        )
     return Range(first, last)
 
 

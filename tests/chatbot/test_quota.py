@@ -195,11 +195,17 @@ async def test_reserve_holds_estimate_plus_max_tokens_on_all_three_tiers_and_cou
         ("organization", f"org#{org}", 5296),
         ("global", "global", 5296),
     ]
-    for pk in (f"user#{user}", f"org#{org}", "global"):
+    # The daily counters expire after a week; the organization's, which the usage report reads, after 100 days.
+    expiry = {
+        f"user#{user}": datetime(2025, 6, 8),
+        f"org#{org}": datetime(2025, 9, 9),
+        "global": datetime(2025, 6, 8),
+    }
+    for pk, expires in expiry.items():
         stored = item(dynamodb, pk)
         assert stored["tokens"] == 5296
         assert stored["requests"] == 1
-        assert stored["expires_at"] == int(datetime(2025, 6, 8, tzinfo=UTC).timestamp())
+        assert stored["expires_at"] == int(expires.replace(tzinfo=UTC).timestamp())
         assert stored["updated_at"] == NOON.isoformat()
 
 

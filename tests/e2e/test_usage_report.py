@@ -122,6 +122,22 @@ async def test_bad_ranges_and_dates_are_a_400_naming_the_field(
 
 
 async def test_a_92_day_range_is_accepted(server: LiveServer) -> None:
-    response = await report(server, **{"from": "2025-01-01", "to": "2025-04-02"})
+    today = datetime.now(UTC).date()
+    response = await report(
+        server, **{"from": (today - timedelta(days=91)).isoformat(), "to": today.isoformat()}
+    )
 
     assert response.status_code == 200 and len(response.json()["days"]) == 92
+
+
+async def test_a_range_reaching_back_before_the_oldest_day_kept_is_a_400_naming_from(
+    server: LiveServer,
+) -> None:
+    today = datetime.now(UTC).date()
+    response = await report(
+        server,
+        **{"from": (today - timedelta(days=120)).isoformat(), "to": (today - timedelta(days=90)).isoformat()},
+    )
+
+    assert response.status_code == 400
+    assert response.json()["message"].startswith("from: usage is kept 100 days; the earliest day is ")

@@ -2,7 +2,7 @@
 // SVG, its content also said in words), a table of people by tokens, and the date range picker. Hidden from
 // a caller who may not see it.
 import { h, icon } from "../dom.js";
-import { bars, chartSummary, formatCount, formatDay } from "../report.js";
+import { bars, chartSummary, earliestDay, formatCount, formatDay } from "../report.js";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 const CHART = { width: 600, height: 160 };
@@ -65,6 +65,7 @@ export class ChatbotUsageReport {
       this.content,
     );
     this.from.max = this.to.max = new Date().toISOString().slice(0, 10);
+    this.from.min = this.to.min = earliestDay();
   }
 
   /** Draws the UsageReportController's state. */

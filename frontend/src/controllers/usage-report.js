@@ -7,19 +7,22 @@ import { defaultRange, rangeProblem, reportView } from "../report.js";
 export class UsageReportController {
   #api;
   #onChange;
+  #now;
   #asked = 0;
 
-  /** `api()` returns the current ChatApi (or null); `onChange(state)` hears every change; `now()` dates the default range. */
+  /** `api()` returns the current ChatApi (or null); `onChange(state)` hears every change; `now()` dates the
+   * default range and the oldest day the server keeps. */
   constructor({ api, onChange = () => {}, now = () => new Date() }) {
     this.#api = api;
     this.#onChange = onChange;
+    this.#now = now;
     this.state = { ...defaultRange(now()), view: null, loading: false, error: null, problem: null, forbidden: false };
   }
 
   /** Loads the report of `from`–`to` (the range shown when omitted). */
   async load(from = this.state.from, to = this.state.to) {
     const asked = ++this.#asked;
-    const problem = rangeProblem(from, to);
+    const problem = rangeProblem(from, to, this.#now());
     if (problem) return this.#set({ from, to, problem, loading: false });
     this.#set({ from, to, problem: null, loading: true, error: null });
     try {
