@@ -458,7 +458,7 @@ def test_streamed_text_is_announced_politely_in_whole_sentences(
     expect(announcer).to_contain_text("First sentence here.")
     chat.wait_idle()
     expect(announcer.locator("p")).to_have_text(
-        ["First sentence here.", "Second one follows.", "And a last bit"], timeout=5000
+        ["First sentence here.", "Second one follows.", "And a last bit"]
     )
 
 
