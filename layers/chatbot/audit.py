@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -53,16 +51,8 @@ class AuditEntry:
         return asdict(self)
 
 
-class AuditLog:
-    """The audit table. `client` is the shared boto3 DynamoDB client."""
-
-    def __init__(
-        self, client: Any, table_name: str, retention_days: int, clock: Callable[[], float] = time.time
-    ) -> None:
-        self._client = client
-        self._table = table_name
-        self._retention_seconds = retention_days * 86400
-        self._clock = clock
+class AuditLog(dynamodb.RetainedTable):
+    """The audit table."""
 
     async def record(
         self,
@@ -98,7 +88,7 @@ class AuditLog:
             "sk": {"S": f"{at.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}#{secrets.token_hex(4)}"},
             "user_key": {"S": f"{org_id}#{user_id}"},
             "entry": {"S": json.dumps(entry.to_dict(), ensure_ascii=False)},
-            "expires_at": {"N": str(int(now + self._retention_seconds))},
+            "expires_at": {"N": self._expires_at(now)},
         }
         try:
             await dynamodb.call(

@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -116,16 +114,8 @@ def stored(message: Message) -> Message:
     return {"role": "user", "content": kept}
 
 
-class ConversationStore:
-    """The conversations table. `client` is the shared boto3 DynamoDB client."""
-
-    def __init__(
-        self, client: Any, table_name: str, retention_days: int, clock: Callable[[], float] = time.time
-    ) -> None:
-        self._client = client
-        self._table = table_name
-        self._retention_seconds = retention_days * 86400
-        self._clock = clock
+class ConversationStore(dynamodb.RetainedTable):
+    """The conversations table."""
 
     def new(self, user_id: str, org_id: str, first_message: str) -> Conversation:
         """A conversation not stored yet (its first request stores it)."""
@@ -300,9 +290,6 @@ class ConversationStore:
         await self._batch_write([{"DeleteRequest": {"Key": key}} for key in keys])
 
     # ------------------------------------------------------------------------------------- internals
-
-    def _expires_at(self) -> str:
-        return str(int(self._clock() + self._retention_seconds))
 
     def _live(self, item: dict[str, Any]) -> bool:
         return int(item.get("expires_at", {}).get("N", "0")) > self._clock()

@@ -20,6 +20,7 @@ import enum
 import inspect
 import logging
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -285,3 +286,20 @@ async def batch_get(
         # One failing chunk fails the whole read.
         raise failures[0]
     return found
+
+
+class RetainedTable:
+    """A store over one DynamoDB table whose items expire `retention_days` after they are written (the
+    table's TTL on `expires_at`). `client` is the shared boto3 DynamoDB client; `clock` gives epoch seconds."""
+
+    def __init__(
+        self, client: Any, table_name: str, retention_days: int, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._client = client
+        self._table = table_name
+        self._retention_seconds = retention_days * 86400
+        self._clock = clock
+
+    def _expires_at(self, now: float | None = None) -> str:
+        """`expires_at` of an item written at `now` (by default, now)."""
+        return str(int((self._clock() if now is None else now) + self._retention_seconds))
