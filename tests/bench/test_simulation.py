@@ -9,36 +9,22 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from chatbot.errors import LimitExceeded
 from chatbot.quota import QuotaLedger
 from chatbot.shards import Layouts
 from chatbot.usage import Usage
-from moto import mock_aws
 
 from bench import simulation
 from bench.simulation import Model, Scenario, SimulatedDynamoDB, VirtualLoop, quiet
+from tests.fakes.dynamodb import empty_dynamodb
 
 LIMITS = {"user": 20_000, "organization": 60_000, "global": 100_000}
 
 
 @pytest.fixture
 def moto_table() -> Iterator[Any]:
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(
-            TableName=simulation.TABLE,
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+    with empty_dynamodb() as client:
         yield client
 
 

@@ -21,9 +21,10 @@ from chatbot.quota import QuotaLedger, Reservation, resets_at, seconds_until_res
 from chatbot.room import MIN_USEFUL_OUTPUT
 from chatbot.shards import Layouts, home, share, unpack
 from chatbot.usage import Usage, estimate_input_tokens
-from moto import mock_aws
 
-TABLE = "ChatbotUsage"
+from tests.fakes.dynamodb import USAGE_TABLE, empty_dynamodb
+
+TABLE = USAGE_TABLE
 NOON = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 LIMITS = {"user": 50_000, "organization": 1_000_000, "global": 1_000_000}
 
@@ -137,20 +138,7 @@ def transaction_conflict() -> ClientError:
 
 @pytest.fixture
 def dynamodb() -> Iterator[Any]:
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(
-            TableName=TABLE,
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+    with empty_dynamodb() as client:
         yield client
 
 

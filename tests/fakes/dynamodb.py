@@ -1,4 +1,4 @@
-"""DynamoDB helpers for tests: a seeded moto table pair, and a client that makes moto behave like DynamoDB
+"""DynamoDB helpers for tests: moto with the tables created (empty or seeded), and a client that makes moto behave like DynamoDB
 under concurrency (each request atomic) while letting a test line up a race deterministically."""
 
 from __future__ import annotations
@@ -17,11 +17,18 @@ USAGE_TABLE = "ChatbotUsage"
 
 
 @contextmanager
-def seeded_dynamodb() -> Iterator[Any]:
-    """A moto DynamoDB client whose tables exist and hold the demo data."""
+def empty_dynamodb() -> Iterator[Any]:
+    """A moto DynamoDB client whose tables exist (as the template defines them), empty."""
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
         create_tables(client, APP_TABLE, USAGE_TABLE)
+        yield client
+
+
+@contextmanager
+def seeded_dynamodb() -> Iterator[Any]:
+    """A moto DynamoDB client whose tables exist and hold the demo data."""
+    with empty_dynamodb() as client:
         seed_demo_data(client, APP_TABLE)
         yield client
 
