@@ -7,7 +7,8 @@ import logging
 import random
 import threading
 import uuid
-from collections.abc import Iterator
+from collections import defaultdict
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -380,6 +381,32 @@ async def test_a_new_utc_day_is_a_fresh_quota_and_a_call_across_midnight_settles
 # ------------------------------------------------------------------------- concurrency and crashes
 
 
+async def three_calls(
+    quotas: QuotaLedger, user: str, org: str, rng: random.Random, settled: Callable[[Usage], None]
+) -> LimitExceeded | None:
+    """One request of three model calls racing the others, each reservation settling the call before it.
+    `settled` hears each call's usage once the ledger has recorded it (a refusal records the pending settle
+    first). Returns the refusal, if the request met one."""
+    previous: tuple[Reservation, Usage] | None = None
+    try:
+        for call in range(3):
+            reservation = await quotas.reserve(
+                user, org, estimated_input=800, max_tokens=1500, first=call == 0, settle=previous
+            )
+            if previous is not None:
+                settled(previous[1])
+            await asyncio.sleep(0)
+            previous = (reservation, Usage(rng.randint(200, 800), rng.randint(0, reservation.max_tokens)))
+        assert previous is not None
+        await quotas.settle(*previous)
+        settled(previous[1])
+    except LimitExceeded as refused:
+        if previous is not None:
+            settled(previous[1])
+        return refused
+    return None
+
+
 async def test_dozens_of_concurrent_requests_in_one_organization_never_push_a_tier_over_and_totals_match(
     dynamodb: Any, clock: Clock
 ) -> None:
@@ -389,30 +416,10 @@ async def test_dozens_of_concurrent_requests_in_one_organization_never_push_a_ti
     quotas = QuotaLedger(client, TABLE, limits, clock=clock)
     rng = random.Random(7)
     recorded: list[Usage] = []
-    refusals: list[LimitExceeded] = []
-
-    async def request(user: str) -> None:
-        previous: tuple[Reservation, Usage] | None = None
-        try:
-            for call in range(3):
-                reservation = await quotas.reserve(
-                    user, org, estimated_input=800, max_tokens=1500, first=call == 0, settle=previous
-                )
-                if previous is not None:
-                    recorded.append(previous[1])
-                await asyncio.sleep(0)
-                output = rng.randint(0, reservation.max_tokens)
-                previous = (reservation, Usage(input_tokens=rng.randint(200, 800), output_tokens=output))
-            assert previous is not None
-            await quotas.settle(*previous)
-            recorded.append(previous[1])
-        except LimitExceeded as error:
-            refusals.append(error)
-            if previous is not None:  # the refusal recorded the pending settle
-                recorded.append(previous[1])
 
     users = [f"user-{i}-{org}" for i in range(40)]
-    await asyncio.gather(*(request(user) for user in users))
+    outcomes = await asyncio.gather(*(three_calls(quotas, user, org, rng, recorded.append) for user in users))
+    refusals = [refused for refused in outcomes if refused is not None]
 
     assert refusals and all(r.tier == "organization" for r in refusals)
     assert len(recorded) > 40
@@ -671,33 +678,22 @@ async def test_many_users_of_one_organization_and_many_organizations_never_take_
     limits = {"user": 20_000, "organization": 60_000, "global": 150_000}
     quotas = QuotaLedger(client, TABLE, limits, clock=clock, layouts=SHARDED, rng=random.Random(3))
     rng = random.Random(11)
-    recorded: dict[str, int] = {}
-    refusals: list[LimitExceeded] = []
+    recorded: dict[str, int] = defaultdict(int)
     orgs = ["big"] + [f"small{i}" for i in range(6)]
 
-    async def request(user: str, org: str) -> None:
-        previous: tuple[Reservation, Usage] | None = None
-        try:
-            for call in range(3):
-                reservation = await quotas.reserve(
-                    user, org, estimated_input=800, max_tokens=1500, first=call == 0, settle=previous
-                )
-                if previous is not None:
-                    recorded[org] = recorded.get(org, 0) + previous[1].counted
-                await asyncio.sleep(0)
-                previous = (reservation, Usage(rng.randint(200, 800), rng.randint(0, reservation.max_tokens)))
-            assert previous is not None
-            await quotas.settle(*previous)
-            recorded[org] = recorded.get(org, 0) + previous[1].counted
-        except LimitExceeded as error:
-            refusals.append(error)
-            if previous is not None:
-                recorded[org] = recorded.get(org, 0) + previous[1].counted
+    def record(org: str) -> Callable[[Usage], None]:
+        def add(usage: Usage) -> None:
+            recorded[org] += usage.counted
+
+        return add
 
     requests = [(f"u{i}-big", "big") for i in range(30)] + [
         (f"u{i}-{org}", org) for org in orgs[1:] for i in range(6)
     ]
-    await asyncio.gather(*(request(user, org) for user, org in requests))
+    outcomes = await asyncio.gather(
+        *(three_calls(quotas, user, org, rng, record(org)) for user, org in requests)
+    )
+    refusals = [refused for refused in outcomes if refused is not None]
 
     assert refusals, "the race should reach a tier's limit"
     for org in orgs:
