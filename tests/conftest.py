@@ -10,6 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.processes import stop
+
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 
 
@@ -45,8 +47,7 @@ def redis_url() -> Iterator[str]:
     try:
         yield f"redis://{REDIS_HOST}:{port}/0"
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        stop(proc)
 
 
 @pytest.fixture(autouse=True)

@@ -23,6 +23,7 @@ import pytest
 
 from tests.e2e.conftest import LiveServer, ServerFactory
 from tests.fakes.anthropic_api import FakeAnthropic, Reply
+from tests.processes import stop
 
 HOST_DIR = Path(__file__).parent / "better_auth"
 STARTUP_SECONDS = 30
@@ -44,12 +45,7 @@ def better_auth() -> Iterator[str]:
     try:
         yield _ready_line(process)["base_url"]
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 def _ready_line(process: subprocess.Popen[str]) -> dict[str, Any]:

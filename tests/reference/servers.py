@@ -18,6 +18,7 @@ import uvicorn
 
 from examples.projects.server import JwtVerifier, create_app
 from examples.projects.store import Store
+from tests.processes import stop
 
 EVERYTHING = Path(__file__).parent / "server-everything"
 ENTRY = EVERYTHING / "node_modules" / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"
@@ -60,11 +61,7 @@ def everything_server() -> Iterator[str]:
         _wait_for_port(port, lambda: process.poll() is None)
         yield f"http://127.0.0.1:{port}/mcp"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
 
 
 @contextmanager
