@@ -1,6 +1,6 @@
 """After a restore from a SnapStart snapshot, requests go out on fresh connections with a fresh random state.
 
-The restore is simulated: `ForgetfulProxy.forget()` makes the endpoints forget the pooled connections
+The restore is simulated: `SocketProxy.forget()` makes the endpoints forget the pooled connections
 (their clients are not told, as a restored process is not), and the wall clock jumps against the
 monotonic one. What Lambda's own restore does to the clocks cannot be observed here (README.md,
 "SnapStart")."""
@@ -22,7 +22,7 @@ from chatbot.settings import Settings
 from chatbot.snapshot import RestoreWatch, anthropic_renewal, aws_client_renewal
 
 from tests.fakes.anthropic_api import FakeAnthropic, Reply
-from tests.fakes.tcp_proxy import ForgetfulProxy
+from tests.fakes.tcp_proxy import SocketProxy
 
 
 class Clocks:
@@ -126,13 +126,13 @@ class _KeepAliveDynamoDB(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def dynamodb_behind_proxy() -> Iterator[tuple[Any, ForgetfulProxy]]:
+def dynamodb_behind_proxy() -> Iterator[tuple[Any, SocketProxy]]:
     """The app's DynamoDB client, talking through a proxy that can forget its connections."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _KeepAliveDynamoDB)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        with ForgetfulProxy(("127.0.0.1", server.server_address[1])) as proxy:
+        with SocketProxy(("127.0.0.1", server.server_address[1])) as proxy:
             yield aws.dynamodb_client(Settings(aws_endpoint_url_dynamodb=proxy.url)), proxy
     finally:
         server.shutdown()
@@ -140,7 +140,7 @@ def dynamodb_behind_proxy() -> Iterator[tuple[Any, ForgetfulProxy]]:
 
 
 def test_a_pooled_dynamodb_connection_the_endpoint_forgot_fails_the_call(
-    dynamodb_behind_proxy: tuple[Any, ForgetfulProxy],
+    dynamodb_behind_proxy: tuple[Any, SocketProxy],
 ) -> None:
     """What a restored process meets without renewal: the reused socket is reset."""
     client, proxy = dynamodb_behind_proxy
@@ -152,7 +152,7 @@ def test_a_pooled_dynamodb_connection_the_endpoint_forgot_fails_the_call(
 
 
 async def test_after_a_restore_dynamodb_calls_go_out_on_a_fresh_connection(
-    dynamodb_behind_proxy: tuple[Any, ForgetfulProxy], clocks: Clocks
+    dynamodb_behind_proxy: tuple[Any, SocketProxy], clocks: Clocks
 ) -> None:
     client, proxy = dynamodb_behind_proxy
     watch = _watch(clocks, aws_client_renewal(client))
@@ -165,10 +165,10 @@ async def test_after_a_restore_dynamodb_calls_go_out_on_a_fresh_connection(
 
 
 @pytest.fixture
-def anthropic_behind_proxy() -> Iterator[tuple[anthropic.AsyncAnthropic, ForgetfulProxy]]:
+def anthropic_behind_proxy() -> Iterator[tuple[anthropic.AsyncAnthropic, SocketProxy]]:
     with FakeAnthropic() as fake:
         host, port = fake.base_url.removeprefix("http://").split(":")
-        with ForgetfulProxy((host, int(port))) as proxy:
+        with SocketProxy((host, int(port))) as proxy:
             # No SDK retries: the first attempt must succeed on its own.
             yield anthropic.AsyncAnthropic(base_url=proxy.url, api_key="test", max_retries=0), proxy
             fake.enqueue(Reply.text("unused"))  # keeps the fake's queue check honest
@@ -182,7 +182,7 @@ async def _ask(client: anthropic.AsyncAnthropic) -> str:
 
 
 async def test_a_pooled_anthropic_connection_the_endpoint_forgot_fails_the_call(
-    anthropic_behind_proxy: tuple[anthropic.AsyncAnthropic, ForgetfulProxy],
+    anthropic_behind_proxy: tuple[anthropic.AsyncAnthropic, SocketProxy],
 ) -> None:
     client, proxy = anthropic_behind_proxy
     await _ask(client)
@@ -193,7 +193,7 @@ async def test_a_pooled_anthropic_connection_the_endpoint_forgot_fails_the_call(
 
 
 async def test_after_a_restore_anthropic_calls_go_out_on_a_fresh_connection(
-    anthropic_behind_proxy: tuple[anthropic.AsyncAnthropic, ForgetfulProxy], clocks: Clocks
+    anthropic_behind_proxy: tuple[anthropic.AsyncAnthropic, SocketProxy], clocks: Clocks
 ) -> None:
     client, proxy = anthropic_behind_proxy
     watch = _watch(clocks, anthropic_renewal(client))

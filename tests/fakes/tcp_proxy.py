@@ -1,10 +1,11 @@
-"""A TCP proxy that can forget its connections the way endpoints have forgotten a sandbox restored from a
-SnapStart snapshot.
+"""A TCP proxy, in threads of its own, whose connections can be cut the two ways the tests need.
 
-After `forget()`, every connection open until then is dead on the far side, but its client is not told:
-no FIN arrives, so the socket still looks open and a connection pool reuses it. The first bytes the
-client sends on it are answered with a reset (RST), which is what a restored process meets. Connections
-opened after `forget()` are forwarded as usual.
+- `drop_all()` resets every open connection at once: a real network loss as a browser sees it
+  (Chromium's offline emulation spares requests already streaming).
+- `forget()` makes every connection open until then dead on the far side without telling its client: no
+  FIN arrives, so the socket still looks open and a connection pool reuses it. The first bytes the client
+  sends on it are answered with a reset (RST), which is what a process restored from a SnapStart snapshot
+  meets. Connections opened after `forget()` are forwarded as usual.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ class _Pair:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-class ForgetfulProxy:
+class SocketProxy:
     """Forwards 127.0.0.1:`port` to `target` (host, port); see the module docstring."""
 
     def __init__(self, target: tuple[str, int]) -> None:
@@ -44,7 +45,7 @@ class ForgetfulProxy:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> ForgetfulProxy:
+    def __enter__(self) -> SocketProxy:
         threading.Thread(target=self._accept, daemon=True).start()
         return self
 
@@ -56,6 +57,19 @@ class ForgetfulProxy:
         with self._lock:
             for pair in self._pairs:
                 for sock in (pair.client, pair.upstream):
+                    sock.close()
+
+    def drop_all(self) -> None:
+        """Reset every open connection, both sides (as a dropped Wi-Fi or a dead proxy would)."""
+        with self._lock:
+            pairs, self._pairs = self._pairs, []
+        for pair in pairs:
+            for sock in (pair.client, pair.upstream):
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    # shutdown wakes the pump threads blocked in recv(); close alone would wait for them.
+                    sock.shutdown(socket.SHUT_RDWR)
+                with contextlib.suppress(OSError):
                     sock.close()
 
     def forget(self) -> None:

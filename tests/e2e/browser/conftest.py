@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import os
 import shutil
-import socket
-import struct
 import subprocess
 import threading
 from collections.abc import Callable, Coroutine, Iterator
@@ -22,6 +19,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, Playwright, Reque
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.e2e.conftest import LiveServer
+from tests.fakes.tcp_proxy import SocketProxy
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -233,66 +231,11 @@ def chat(server: LiveServer, new_context: Callable[..., BrowserContext]) -> Chat
     return ChatPage(new_context().new_page(), server).goto()
 
 
-class DroppingProxy:
-    """A TCP proxy in front of the live server whose connections can all be cut at once: a real network
-    loss as the browser sees it (Chromium's offline emulation spares requests already streaming)."""
-
-    def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self._listener.getsockname()[1]
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self._sockets: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self._closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
-            with self._lock:
-                self._sockets += [client, upstream]
-            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
-
-    @staticmethod
-    def _pump(source: socket.socket, target: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                target.sendall(data)
-        except OSError:
-            pass
-        finally:
-            with contextlib.suppress(OSError):
-                target.shutdown(socket.SHUT_WR)
-
-    def drop_all(self) -> None:
-        """Reset every open connection (as a dropped Wi-Fi or a dead proxy would)."""
-        with self._lock:
-            sockets, self._sockets = self._sockets, []
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                # shutdown wakes the pump threads blocked in recv(); close alone would wait for them.
-                sock.shutdown(socket.SHUT_RDWR)
-            with contextlib.suppress(OSError):
-                sock.close()
-
-    def close(self) -> None:
-        self._closed = True
-        self._listener.close()
-        self.drop_all()
-
-
 @pytest.fixture
-def proxy(server: LiveServer) -> Iterator[DroppingProxy]:
-    dropping = DroppingProxy(server.port)
-    yield dropping
-    dropping.close()
+def proxy(server: LiveServer) -> Iterator[SocketProxy]:
+    """A proxy in front of the live server whose connections a test can all cut at once (`drop_all`)."""
+    with SocketProxy(("127.0.0.1", server.port)) as dropping:
+        yield dropping
 
 
 class ToolGate:

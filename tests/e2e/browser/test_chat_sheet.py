@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from playwright.sync_api import BrowserContext, expect
 
-from tests.e2e.browser.conftest import ChatPage, DroppingProxy, ToolGate
+from tests.e2e.browser.conftest import ChatPage, ToolGate
 from tests.e2e.conftest import LiveServer
 from tests.fakes.anthropic_api import FakeAnthropic, Reply, demo_responder
+from tests.fakes.tcp_proxy import SocketProxy
 
 pytestmark = pytest.mark.browser
 
@@ -243,10 +244,10 @@ def test_lost_connection_mid_stream_keeps_the_partial_text_and_the_sheet_reattac
     server: LiveServer,
     new_context: Callable[..., BrowserContext],
     fake_anthropic: FakeAnthropic,
-    proxy: DroppingProxy,
+    proxy: SocketProxy,
 ) -> None:
     fake_anthropic.enqueue(Reply.text(LONG_ANSWER, chunks=60, delay=0.1), Reply.text("Back again."))
-    chat = ChatPage(new_context().new_page(), server).goto(base_url=proxy.base_url).open()
+    chat = ChatPage(new_context().new_page(), server).goto(base_url=proxy.url).open()
     chat.send("Tell me something long")
     reply = chat.replies.last
     expect(reply).to_contain_text("word2")

@@ -9,9 +9,10 @@ from collections.abc import Callable
 import pytest
 from playwright.sync_api import BrowserContext, Request, expect
 
-from tests.e2e.browser.conftest import ChatPage, DroppingProxy, ToolGate
+from tests.e2e.browser.conftest import ChatPage, ToolGate
 from tests.e2e.conftest import LiveServer
 from tests.fakes.anthropic_api import FakeAnthropic, Reply
+from tests.fakes.tcp_proxy import SocketProxy
 
 pytestmark = pytest.mark.browser
 
@@ -65,10 +66,10 @@ def test_a_network_loss_mid_answer_reattaches_from_the_last_event_received(
     server: LiveServer,
     new_context: Callable[..., BrowserContext],
     fake_anthropic: FakeAnthropic,
-    proxy: DroppingProxy,
+    proxy: SocketProxy,
 ) -> None:
     fake_anthropic.enqueue(Reply.text(SLOW_ANSWER, chunks=50, delay=0.1))
-    chat = ChatPage(new_context().new_page(), server).goto(base_url=proxy.base_url).open()
+    chat = ChatPage(new_context().new_page(), server).goto(base_url=proxy.url).open()
     requests: list[Request] = []
     chat.page.on("request", lambda request: requests.append(request))
     chat.watch()
@@ -178,13 +179,13 @@ def test_a_network_loss_while_an_approved_change_answers_reattaches_into_the_sam
     server: LiveServer,
     new_context: Callable[..., BrowserContext],
     fake_anthropic: FakeAnthropic,
-    proxy: DroppingProxy,
+    proxy: SocketProxy,
 ) -> None:
     fake_anthropic.enqueue(
         Reply.tool_use("member_remove", {"email": "bob@acme.test"}, id="toolu_bob"),
         Reply.text(SLOW_ANSWER, chunks=50, delay=0.08),
     )
-    chat = ChatPage(new_context().new_page(), server).goto(base_url=proxy.base_url).open()
+    chat = ChatPage(new_context().new_page(), server).goto(base_url=proxy.url).open()
     chat.send("Remove Bob")
     card = chat.approvals
     card.get_by_role("button", name="Approve").click()
