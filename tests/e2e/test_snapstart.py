@@ -14,18 +14,18 @@ import pytest
 
 from tests.e2e.conftest import ServerFactory
 from tests.fakes.anthropic_api import FakeAnthropic
-from tests.fakes.tcp_proxy import ForgetfulProxy
+from tests.fakes.tcp_proxy import SocketProxy
 
 
 @pytest.fixture
-def model_proxy(fake_anthropic: FakeAnthropic) -> Iterator[ForgetfulProxy]:
+def model_proxy(fake_anthropic: FakeAnthropic) -> Iterator[SocketProxy]:
     host, port = fake_anthropic.base_url.removeprefix("http://").split(":")
-    with ForgetfulProxy((host, int(port))) as proxy:
+    with SocketProxy((host, int(port))) as proxy:
         yield proxy
 
 
 async def test_the_first_request_after_a_restore_goes_out_on_fresh_connections(
-    start_server: ServerFactory, model_proxy: ForgetfulProxy, monkeypatch: pytest.MonkeyPatch
+    start_server: ServerFactory, model_proxy: SocketProxy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AWS_LAMBDA_INITIALIZATION_TYPE", "snap-start")
     server = start_server(anthropic_base_url=model_proxy.url)
@@ -50,7 +50,7 @@ BEFORE, AFTER = "/snapstart/before-checkpoint", "/snapstart/after-restore"
 
 
 async def test_the_adapters_hooks_close_pooled_connections_before_the_snapshot_and_renew_after_a_restore(
-    start_server: ServerFactory, model_proxy: ForgetfulProxy, monkeypatch: pytest.MonkeyPatch
+    start_server: ServerFactory, model_proxy: SocketProxy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     server = start_server(
         anthropic_base_url=model_proxy.url,
