@@ -146,6 +146,17 @@ class LiveServer:
         ):
             return await read_stream(r)
 
+    async def warm(self, user: str = "user_bob", within: float = 30.0) -> None:
+        """Until one message by `user` is answered (a bounded wait), so the pools the app opens at its first
+        request (Redis for the lock and the journal) are connected before the test's own requests. On a
+        loaded machine a first connect can pass the lock's 1 s connect timeout, and the app then rightly
+        fails closed (503), which says nothing about what a test of two instances checks."""
+        deadline = time.monotonic() + within
+        while (await self.message("warm up", user=user)).status != 200:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.base_url} answered no message within {within} s")
+            await asyncio.sleep(0.1)
+
 
 ServerFactory = Callable[..., LiveServer]
 

@@ -150,6 +150,8 @@ async def test_two_instances_sharing_redis_admit_one_request_per_user_and_cancel
         app_table=first.settings.app_table,
         chatbot_usage_table=first.settings.chatbot_usage_table,
     )
+    await first.warm()
+    await second.warm()
     user = "user_alice"
     fake_anthropic.enqueue(Reply.hang(after_events=4))
     token = first.token(user)

@@ -129,6 +129,8 @@ async def test_a_client_re_attaches_on_another_instance_sharing_redis(
         chatbot_conversations_table=first.settings.chatbot_conversations_table,
         chatbot_audit_table=first.settings.chatbot_audit_table,
     )
+    await first.warm()
+    await second.warm()
     fake_anthropic.enqueue(SLOW)
     seen = await drop_after_first_text(first)
 
